@@ -208,6 +208,16 @@ impl DataKey {
         derive_key(&self.key, purpose)
     }
 
+    /// HMAC-SHA256 under a subkey for `purpose`: a blind index that reveals only equality
+    /// (e.g. "these two messages carry the same Message-ID") to whoever reads the database.
+    pub fn keyed_hash(&self, purpose: &[u8], data: &[u8]) -> [u8; 32] {
+        let subkey = self.derive(purpose);
+        let mac = hmac::Key::new(hmac::HMAC_SHA256, subkey.as_ref());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(hmac::sign(&mac, data).as_ref());
+        out
+    }
+
     pub(crate) fn aead_key(&self) -> LessSafeKey {
         aead_key(&self.key)
     }

@@ -1,0 +1,117 @@
+//! Commented `postkeep.toml` templates written by `postkeep init`.
+
+use std::fmt::Write;
+
+use crate::SmtpSettings;
+
+/// The file `postkeep init --dev` writes: loopback only, unprivileged ports from `ports_base`
+/// (SMTP on `ports_base`; the other listeners on the following ports, commented out).
+pub fn dev_config(hostname: &str, ports_base: u16) -> String {
+    // Saturating keeps huge bases from panicking; the commented lines are only hints anyway.
+    let port = |n: u16| ports_base.saturating_add(n);
+    let listeners = [
+        ("submission", port(1)),
+        ("submissions", port(2)),
+        ("imap", port(3)),
+        ("imaps", port(4)),
+        ("pop3s", port(5)),
+        ("https", port(6)),
+    ];
+    render(
+        hostname,
+        "Development setup: loopback only, unprivileged ports.",
+        ("127.0.0.1", ports_base),
+        &listeners,
+    )
+}
+
+/// The file a plain `postkeep init` writes: SMTP on all IPv4 interfaces, port 25.
+pub fn default_config(hostname: &str) -> String {
+    let listeners = [
+        ("submission", 587),
+        ("submissions", 465),
+        ("imap", 143),
+        ("imaps", 993),
+        ("pop3s", 995),
+        ("https", 443),
+    ];
+    render(hostname, "Production setup.", ("0.0.0.0", 25), &listeners)
+}
+
+fn render(
+    hostname: &str,
+    flavour: &str,
+    (host, smtp_port): (&str, u16),
+    commented: &[(&str, u16)],
+) -> String {
+    let smtp = SmtpSettings::default();
+    // Serialising through toml escapes quotes and backslashes in the host name.
+    let hostname = toml::Value::String(hostname.to_owned()).to_string();
+    let mut out = String::new();
+    // `write!` into a String cannot fail; ignoring the Ok keeps this panic-free.
+    let _ = write!(
+        out,
+        r#"# postkeep configuration. {flavour}
+# Relative paths are resolved against the data directory holding this file.
+
+# Our own host name: used in the SMTP greeting and in Received: headers.
+hostname = {hostname}
+
+# Listening sockets, "host:port" ("[::]:25" for IPv6). A missing line turns that listener off.
+[listen]
+smtp = "{host}:{smtp_port}"
+"#
+    );
+    for (name, port) in commented {
+        let _ = writeln!(out, "# {name} = \"{host}:{port}\"");
+    }
+    let _ = write!(
+        out,
+        r#"
+# Certificate chain and private key (PEM) for STARTTLS and implicit-TLS listeners.
+[tls]
+cert = "tls/cert.pem"
+key = "tls/key.pem"
+
+# Encryption at rest.
+[encryption]
+# File holding the master key. Back it up: without it the mail cannot be read.
+master_key_file = "master.key"
+# Who shares a data key: "deployment", "domain" or "account".
+key_scope = "account"
+
+# Where mail is kept. "embedded" = SQLite plus files in the data directory (the only backend so far).
+[storage]
+backend = "embedded"
+
+[smtp]
+# Largest accepted message, in bytes.
+max_message_size = {max_message_size}
+# Recipients accepted per message.
+max_recipients = {max_recipients}
+# Longest command line in bytes, CRLF included (at least 512, RFC 5321).
+max_command_line = {max_command_line}
+# Simultaneous connections, in total and from one IP address.
+max_connections = {max_connections}
+max_connections_per_ip = {max_connections_per_ip}
+# Seconds to wait for the next command, and for each read of message data.
+command_timeout_secs = {command_timeout_secs}
+data_timeout_secs = {data_timeout_secs}
+# Protocol errors tolerated before the connection is closed.
+max_errors = {max_errors}
+
+[log]
+# error, warn, info, debug or trace.
+level = "info"
+"#,
+        max_message_size = smtp.max_message_size,
+        max_recipients = smtp.max_recipients,
+        max_command_line = smtp.max_command_line,
+        max_connections = smtp.max_connections,
+        max_connections_per_ip = smtp.max_connections_per_ip,
+        command_timeout_secs = smtp.command_timeout_secs,
+        data_timeout_secs = smtp.data_timeout_secs,
+        max_errors = smtp.max_errors,
+    );
+    out
+}

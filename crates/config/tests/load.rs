@@ -1,0 +1,454 @@
+//! Loading `postkeep.toml`: defaults, generated files and every kind of error message.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use postkeep_config::{
+    default_config, dev_config, Config, ConfigError, KeyScope, SmtpSettings, StorageBackend,
+};
+
+const FILE: &str = "/data/postkeep.toml";
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml_str(text, Path::new(FILE))
+}
+
+fn parse_err(text: &str) -> (ConfigError, String) {
+    match parse(text) {
+        Ok(config) => panic!("expected an error for {text:?}, got {config:?}"),
+        Err(e) => {
+            let shown = e.to_string();
+            (e, shown)
+        }
+    }
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn minimal_file_gets_documented_defaults() {
+    let config = parse("hostname = \"mail.example.org\"\n").unwrap();
+    assert_eq!(config, Config::new("mail.example.org"));
+    assert_eq!(config.listen.enabled(), vec![]);
+    assert_eq!(config.tls.cert, PathBuf::from("tls/cert.pem"));
+    assert_eq!(config.tls.key, PathBuf::from("tls/key.pem"));
+    assert_eq!(
+        config.encryption.master_key_file,
+        PathBuf::from("master.key")
+    );
+    assert_eq!(config.encryption.key_scope, KeyScope::Account);
+    assert_eq!(config.storage.backend, StorageBackend::Embedded);
+    assert_eq!(config.smtp.max_message_size, 52_428_800);
+    assert_eq!(config.smtp.max_recipients, 100);
+    assert_eq!(config.smtp.max_command_line, 2048);
+    assert_eq!(config.smtp.max_connections, 1000);
+    assert_eq!(config.smtp.max_connections_per_ip, 20);
+    assert_eq!(config.smtp.command_timeout().as_secs(), 300);
+    assert_eq!(config.smtp.data_timeout().as_secs(), 180);
+    assert_eq!(config.smtp.max_errors, 10);
+    assert_eq!(config.log.level, "info");
+}
+
+#[test]
+fn full_file_overrides_every_key() {
+    let text = r#"
+hostname = "mx.example.net"
+[listen]
+smtp = "0.0.0.0:25"
+submission = "[::1]:587"
+submissions = "[::]:465"
+imap = "127.0.0.1:143"
+imaps = "127.0.0.1:993"
+pop3s = "127.0.0.1:995"
+https = "127.0.0.1:443"
+[tls]
+cert = "/etc/certs/fullchain.pem"
+key = "k.pem"
+[encryption]
+master_key_file = "keys/master"
+key_scope = "domain"
+[storage]
+backend = "embedded"
+[smtp]
+max_message_size = 1000
+max_recipients = 5
+max_command_line = 512
+max_connections = 2
+max_connections_per_ip = 1
+command_timeout_secs = 30
+data_timeout_secs = 20
+max_errors = 3
+[log]
+level = "debug"
+"#;
+    let config = parse(text).unwrap();
+    assert_eq!(config.hostname, "mx.example.net");
+    assert_eq!(config.listen.smtp, Some(addr("0.0.0.0:25")));
+    assert_eq!(config.listen.submission, Some(addr("[::1]:587")));
+    assert_eq!(config.listen.submissions, Some(addr("[::]:465")));
+    assert_eq!(config.listen.https, Some(addr("127.0.0.1:443")));
+    assert_eq!(config.listen.enabled().len(), 7);
+    assert_eq!(config.tls.cert, PathBuf::from("/etc/certs/fullchain.pem"));
+    assert_eq!(config.encryption.key_scope, KeyScope::Domain);
+    assert_eq!(
+        config.smtp,
+        SmtpSettings {
+            max_message_size: 1000,
+            max_recipients: 5,
+            max_command_line: 512,
+            max_connections: 2,
+            max_connections_per_ip: 1,
+            command_timeout_secs: 30,
+            data_timeout_secs: 20,
+            max_errors: 3,
+        }
+    );
+    assert_eq!(config.log.level, "debug");
+}
+
+#[test]
+fn listener_accepts_resolvable_host_name() {
+    let config = parse("hostname = \"a.example\"\n[listen]\nsmtp = \"localhost:2525\"\n").unwrap();
+    let smtp = config.listen.smtp.unwrap();
+    assert!(smtp.ip().is_loopback(), "{smtp}");
+    assert_eq!(smtp.port(), 2525);
+}
+
+#[test]
+fn resolve_keeps_absolute_and_joins_relative_paths() {
+    let config = Config::new("a.example");
+    let data = Path::new("/data");
+    assert_eq!(
+        config.resolve(data, Path::new("tls/cert.pem")),
+        PathBuf::from("/data/tls/cert.pem")
+    );
+    assert_eq!(
+        config.resolve(data, Path::new("/etc/key.pem")),
+        PathBuf::from("/etc/key.pem")
+    );
+}
+
+// ---- error messages: file, line and key ----
+
+#[test]
+fn wrong_type_names_file_line_and_key() {
+    let text = "hostname = \"a.example\"\n\n\n[listen]\n\n[smtp]\nmax_recipients = \"x\"\n";
+    let (e, shown) = parse_err(text);
+    assert_eq!(
+        shown,
+        "/data/postkeep.toml:7: key `smtp.max_recipients`: invalid type: string \"x\", expected u32"
+    );
+    assert_eq!(e.line(), Some(7));
+    assert_eq!(e.key(), Some("smtp.max_recipients"));
+}
+
+#[test]
+fn out_of_range_integer_names_key() {
+    let (_, shown) = parse_err("hostname = \"a.example\"\n[smtp]\nmax_errors = -1\n");
+    assert!(
+        shown.starts_with("/data/postkeep.toml:3: key `smtp.max_errors`: "),
+        "{shown}"
+    );
+}
+
+#[test]
+fn wrong_type_in_dotted_key_points_at_its_line() {
+    let (_, shown) = parse_err("hostname = \"a.example\"\nsmtp.max_errors = true\n");
+    assert!(
+        shown.starts_with("/data/postkeep.toml:2: key `smtp.max_errors`: invalid type"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn unknown_listener_lists_valid_names() {
+    let text = "hostname = \"a.example\"\n[listen]\nsmtpp = \"127.0.0.1:25\"\n";
+    let (_, shown) = parse_err(text);
+    assert_eq!(
+        shown,
+        "/data/postkeep.toml:3: key `listen.smtpp`: unknown listener; expected one of smtp, \
+         submission, submissions, imap, imaps, pop3s, https"
+    );
+}
+
+#[test]
+fn unknown_key_in_section_names_line_and_key() {
+    let (e, shown) = parse_err("hostname = \"a.example\"\n[smtp]\nmax_recipient = 5\n");
+    assert!(shown.starts_with("/data/postkeep.toml:3: key `smtp.max_recipient`: unknown key; expected one of max_message_size,"), "{shown}");
+    assert_eq!(e.line(), Some(3));
+}
+
+#[test]
+fn unknown_top_level_key_and_table_are_rejected() {
+    let (_, shown) = parse_err("hostname = \"a.example\"\nhost = \"b\"\n");
+    assert!(
+        shown.starts_with("/data/postkeep.toml:2: key `host`: unknown key"),
+        "{shown}"
+    );
+    let (_, shown) = parse_err("hostname = \"a.example\"\n\n[imap]\nport = 1\n");
+    assert!(
+        shown.starts_with("/data/postkeep.toml:3: key `imap`: unknown key"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn unknown_key_in_every_table_is_rejected() {
+    for table in ["listen", "tls", "encryption", "storage", "smtp", "log"] {
+        let text = format!("hostname = \"a.example\"\n[{table}]\nnope = 1\n");
+        let (e, shown) = parse_err(&text);
+        assert_eq!(e.key(), Some(format!("{table}.nope").as_str()), "{shown}");
+        assert_eq!(e.line(), Some(3), "{shown}");
+    }
+}
+
+#[test]
+fn bad_socket_address_names_line_and_key() {
+    let text =
+        "hostname = \"a.example\"\n[listen]\nsmtp = \"127.0.0.1:2525\"\nimap = \"127.0.0.1\"\n";
+    let (_, shown) = parse_err(text);
+    assert!(
+        shown.starts_with(
+            "/data/postkeep.toml:4: key `listen.imap`: invalid socket address \"127.0.0.1\""
+        ),
+        "{shown}"
+    );
+    let (_, shown) = parse_err("hostname = \"a.example\"\n[listen]\nsmtp = 25\n");
+    assert!(
+        shown.starts_with("/data/postkeep.toml:3: key `listen.smtp`: invalid type: integer `25`"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn bad_enum_value_names_key() {
+    let (_, shown) = parse_err("hostname = \"a.example\"\n[encryption]\nkey_scope = \"user\"\n");
+    assert!(
+        shown.starts_with(
+            "/data/postkeep.toml:3: key `encryption.key_scope`: unknown variant `user`"
+        ),
+        "{shown}"
+    );
+    let (_, shown) = parse_err("hostname = \"a.example\"\n[storage]\nbackend = \"s3\"\n");
+    assert!(
+        shown.starts_with("/data/postkeep.toml:3: key `storage.backend`: unknown variant `s3`"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn syntax_error_names_file_and_line() {
+    let (e, shown) = parse_err("hostname = \"a.example\"\n\n[smtp\nmax_errors = 1\n");
+    assert!(matches!(e, ConfigError::Syntax { line: 3, .. }), "{shown}");
+    assert!(
+        shown.starts_with("/data/postkeep.toml:3: TOML syntax error: "),
+        "{shown}"
+    );
+    let (_, shown) = parse_err("hostname = \"a.example\"\nhostname = \"b.example\"\n");
+    assert!(
+        shown.starts_with("/data/postkeep.toml:2: TOML syntax error: "),
+        "{shown}"
+    );
+    let (_, shown) = parse_err("hostname = \"unterminated\n");
+    assert!(
+        shown.starts_with("/data/postkeep.toml:1: TOML syntax error: "),
+        "{shown}"
+    );
+}
+
+#[test]
+fn missing_hostname_is_named() {
+    for text in ["", "[smtp]\nmax_errors = 3\n"] {
+        let (e, shown) = parse_err(text);
+        assert_eq!(
+            shown,
+            "/data/postkeep.toml: key `hostname`: required key is missing"
+        );
+        assert_eq!(e.line(), None);
+    }
+}
+
+#[test]
+fn missing_file_names_path_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("postkeep.toml");
+    let e = Config::load(&path).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("cannot read {}: No such file or directory", path.display())
+    );
+}
+
+#[test]
+fn non_utf8_file_is_a_read_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("postkeep.toml");
+    std::fs::write(&path, b"hostname = \"\xff\"\n").unwrap();
+    let e = Config::load(&path).unwrap_err();
+    assert!(matches!(e, ConfigError::Read { .. }), "{e}");
+}
+
+// ---- semantic validation ----
+
+#[test]
+fn hostname_with_space_is_rejected_with_line() {
+    let (_, shown) = parse_err("\nhostname = \"mail example\"\n");
+    assert!(
+        shown.starts_with("/data/postkeep.toml:2: key `hostname`: "),
+        "{shown}"
+    );
+    assert!(shown.contains("spaces"), "{shown}");
+}
+
+#[test]
+fn hostname_syntax_is_checked() {
+    for bad in [
+        "",
+        "-a.example",
+        "a..example",
+        "a_b.example",
+        "a.example.",
+        "exa(mple",
+    ] {
+        let text = format!("hostname = \"{bad}\"\n");
+        let (e, shown) = parse_err(&text);
+        assert_eq!(e.key(), Some("hostname"), "{bad}: {shown}");
+        assert_eq!(e.line(), Some(1), "{bad}: {shown}");
+    }
+    for good in ["localhost", "mail.example.org", "MX-1.Example.COM", "a"] {
+        assert!(postkeep_config::check_hostname(good).is_ok(), "{good}");
+    }
+}
+
+#[test]
+fn command_line_below_rfc_minimum_is_rejected() {
+    let (e, shown) = parse_err("hostname = \"a.example\"\n[smtp]\nmax_command_line = 511\n");
+    assert_eq!(
+        shown,
+        "/data/postkeep.toml:3: key `smtp.max_command_line`: must be at least 512, got 511"
+    );
+    assert_eq!(e.key(), Some("smtp.max_command_line"));
+    assert!(parse("hostname = \"a.example\"\n[smtp]\nmax_command_line = 512\n").is_ok());
+}
+
+#[test]
+fn zero_limits_are_rejected_with_key_and_line() {
+    for key in [
+        "max_message_size",
+        "max_recipients",
+        "max_connections",
+        "max_connections_per_ip",
+        "command_timeout_secs",
+        "data_timeout_secs",
+        "max_errors",
+    ] {
+        let text = format!("hostname = \"a.example\"\n[smtp]\n{key} = 0\n");
+        let (e, shown) = parse_err(&text);
+        assert_eq!(e.key(), Some(format!("smtp.{key}").as_str()), "{shown}");
+        assert_eq!(e.line(), Some(3), "{shown}");
+    }
+}
+
+#[test]
+fn empty_paths_and_log_level_are_rejected() {
+    for (table, key) in [
+        ("tls", "cert"),
+        ("tls", "key"),
+        ("encryption", "master_key_file"),
+        ("log", "level"),
+    ] {
+        let text = format!("hostname = \"a.example\"\n[{table}]\n{key} = \"\"\n");
+        let (e, shown) = parse_err(&text);
+        assert_eq!(e.key(), Some(format!("{table}.{key}").as_str()), "{shown}");
+        assert_eq!(e.line(), Some(3), "{shown}");
+    }
+}
+
+#[test]
+fn two_listeners_on_one_address_are_rejected() {
+    let text = "hostname = \"a.example\"\n[listen]\nsmtp = \"127.0.0.1:2525\"\nimap = \"127.0.0.1:2525\"\n";
+    let (_, shown) = parse_err(text);
+    assert_eq!(
+        shown,
+        "/data/postkeep.toml:4: key `listen.imap`: address 127.0.0.1:2525 is already used by listen.smtp"
+    );
+}
+
+// ---- generated files ----
+
+fn write_and_load(text: &str) -> Config {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("postkeep.toml");
+    Config::write_new(&path, text).unwrap();
+    Config::load(&path).unwrap_or_else(|e| panic!("{e}\n---\n{text}"))
+}
+
+#[test]
+fn dev_config_loads_back_with_loopback_listener() {
+    let text = dev_config("mail.example.test", 2525);
+    let config = write_and_load(&text);
+    assert_eq!(config.hostname, "mail.example.test");
+    assert_eq!(
+        config.listen.enabled(),
+        vec![("smtp", addr("127.0.0.1:2525"))]
+    );
+    assert_eq!(config.tls.cert, PathBuf::from("tls/cert.pem"));
+    assert_eq!(config.tls.key, PathBuf::from("tls/key.pem"));
+    assert_eq!(config.encryption.key_scope, KeyScope::Account);
+    assert_eq!(config.smtp, SmtpSettings::default());
+    // The other listeners are shown to the user, commented out, on the following ports.
+    assert!(
+        text.contains("# submission = \"127.0.0.1:2526\"\n"),
+        "{text}"
+    );
+    assert!(text.contains("# https = \"127.0.0.1:2531\"\n"), "{text}");
+}
+
+#[test]
+fn default_config_loads_back_with_port_25() {
+    let text = default_config("mx.example.org");
+    let config = write_and_load(&text);
+    assert_eq!(config.hostname, "mx.example.org");
+    assert_eq!(config.listen.enabled(), vec![("smtp", addr("0.0.0.0:25"))]);
+    assert_eq!(config.encryption.key_scope, KeyScope::Account);
+    assert_eq!(config.smtp, SmtpSettings::default());
+    for name in [
+        "submission",
+        "submissions",
+        "imap",
+        "imaps",
+        "pop3s",
+        "https",
+    ] {
+        assert!(
+            text.contains(&format!("\n# {name} = \"0.0.0.0:")),
+            "{name}\n{text}"
+        );
+    }
+}
+
+#[test]
+fn dev_config_with_highest_port_base_does_not_panic() {
+    let config = parse(&dev_config("a.example", u16::MAX)).unwrap();
+    assert_eq!(config.listen.smtp, Some(addr("127.0.0.1:65535")));
+}
+
+#[test]
+fn generated_config_escapes_hostname() {
+    // A quote in the host name must stay inside the TOML string: the error is about the
+    // hostname's value, not a syntax error in the generated file.
+    let (e, shown) = parse_err(&dev_config("evil\"\nstorage = 1", 2525));
+    assert_eq!(e.key(), Some("hostname"), "{shown}");
+}
+
+#[test]
+fn write_new_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("postkeep.toml");
+    std::fs::write(&path, "hostname = \"keep.example\"\n").unwrap();
+    let e = Config::write_new(&path, &default_config("other.example")).unwrap_err();
+    assert!(e.to_string().starts_with("cannot write "), "{e}");
+    assert_eq!(Config::load(&path).unwrap().hostname, "keep.example");
+}

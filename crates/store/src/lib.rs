@@ -1,0 +1,446 @@
+//! postkeep's mail store: the data model, the storage traits and their embedded backends, and
+//! [`MailStore`], the one place where message data is sealed before it reaches a backend.
+//!
+//! ```text
+//!             MailStore  (seals blobs + summary columns, group commit, threading)
+//!            /         \
+//!  MetadataStore      BlobStore          <- traits; a PostgreSQL + S3 pair plugs in here
+//!   SqliteMeta      LocalBlobStore       <- the embedded default
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod blob;
+mod commit;
+pub mod keyring;
+pub mod meta;
+pub mod model;
+pub mod sqlite;
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use postkeep_crypto::blob::{BlobReader, BlobWriter};
+use postkeep_crypto::DataKey;
+use postkeep_message::MessageSummary;
+
+pub use blob::{BlobArea, BlobStore, LocalBlobStore};
+pub use keyring::{KeyScope, Keyring, MasterLoader};
+pub use meta::MetadataStore;
+pub use model::*;
+
+/// Errors from the store. Backend-specific errors are flattened to text so no backend type
+/// leaks to callers.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("metadata backend error: {0}")]
+    Backend(String),
+    #[error("storage I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Key(#[from] postkeep_crypto::KeyError),
+    #[error("stored data failed to decrypt: {0}")]
+    Sealed(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+impl StoreError {
+    /// Maps a unique-constraint violation to `Conflict(message)`, anything else to `Backend`.
+    fn conflict_or(e: sqlx::Error, message: String) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message),
+            _ => e.into(),
+        }
+    }
+}
+
+/// What an address means to us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipient {
+    Local(AccountId),
+    /// One of our domains, but no such account or alias.
+    UnknownUser,
+    /// Not a domain we accept mail for.
+    ForeignDomain,
+}
+
+/// A message sealed for one account, blob already written, ready to be committed.
+pub struct Prepared {
+    new: NewMessage,
+}
+
+impl Prepared {
+    pub fn message_id(&self) -> &str {
+        &self.new.record.id
+    }
+}
+
+/// Associated data binding a blob to its account and id.
+fn blob_aad(account_id: AccountId, blob_id: &str) -> Vec<u8> {
+    format!("postkeep blob v1|account:{account_id}|{blob_id}").into_bytes()
+}
+
+/// Associated data binding a sealed summary to its account and message.
+fn summary_aad(account_id: AccountId, message_id: &str) -> Vec<u8> {
+    format!("postkeep summary v1|account:{account_id}|{message_id}").into_bytes()
+}
+
+const MESSAGE_ID_INDEX: &[u8] = b"message-id blind index v1";
+
+/// Lowercases and checks an address (`local@domain`); returns it and its domain.
+pub fn normalize_address(address: &str) -> Result<(String, String), StoreError> {
+    let address = address.trim().to_lowercase();
+    let invalid = || StoreError::Invalid(format!("invalid address {address:?}"));
+    let (local, domain) = address.rsplit_once('@').ok_or_else(invalid)?;
+    if local.is_empty()
+        || local.len() > 64
+        || address.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(invalid());
+    }
+    let domain = normalize_domain(domain)?;
+    Ok((format!("{local}@{domain}"), domain))
+}
+
+/// Lowercases and checks a domain name (RFC 5321 §4.1.2 Domain, RFC 1035 label limits).
+pub fn normalize_domain(domain: &str) -> Result<String, StoreError> {
+    let domain = domain.trim().trim_end_matches('.').to_lowercase();
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+    };
+    if domain.is_empty() || domain.len() > 253 || !domain.split('.').all(label_ok) {
+        return Err(StoreError::Invalid(format!("invalid domain {domain:?}")));
+    }
+    Ok(domain)
+}
+
+pub struct MailStore {
+    meta: Arc<dyn MetadataStore>,
+    blobs: Arc<dyn BlobStore>,
+    keyring: Keyring,
+    scope: KeyScope,
+    committer: commit::GroupCommitter,
+}
+
+impl MailStore {
+    /// The embedded default: `<dir>/postkeep.db` (SQLite) and `<dir>/blobs/` (local files).
+    pub async fn open_embedded(
+        dir: &Path,
+        scope: KeyScope,
+        master: MasterLoader,
+    ) -> Result<Self, StoreError> {
+        let meta = Arc::new(sqlite::SqliteMeta::open(&dir.join("postkeep.db")).await?);
+        let blobs = Arc::new(LocalBlobStore::open(&dir.join("blobs"))?);
+        Self::open(meta, blobs, scope, master).await
+    }
+
+    /// Any pair of backends.
+    pub async fn open(
+        meta: Arc<dyn MetadataStore>,
+        blobs: Arc<dyn BlobStore>,
+        scope: KeyScope,
+        master: MasterLoader,
+    ) -> Result<Self, StoreError> {
+        let keyring = Keyring::open(Arc::clone(&meta), master).await?;
+        let committer = commit::GroupCommitter::spawn(Arc::clone(&meta), Arc::clone(&blobs));
+        Ok(Self {
+            meta,
+            blobs,
+            keyring,
+            scope,
+            committer,
+        })
+    }
+
+    pub fn meta(&self) -> &dyn MetadataStore {
+        self.meta.as_ref()
+    }
+
+    pub fn blobs(&self) -> &dyn BlobStore {
+        self.blobs.as_ref()
+    }
+
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    pub async fn add_domain(&self, name: &str) -> Result<Domain, StoreError> {
+        self.meta.add_domain(&normalize_domain(name)?).await
+    }
+
+    /// Creates an account (and its special-use mailboxes and data key) in an existing domain.
+    pub async fn create_account(
+        &self,
+        address: &str,
+        password_hash: Option<&str>,
+    ) -> Result<Account, StoreError> {
+        let (address, domain) = normalize_address(address)?;
+        let domain = self
+            .meta
+            .find_domain(&domain)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("domain {domain} (add it first)")))?;
+        let mut validity = [0u8; 4];
+        postkeep_crypto::random_bytes(&mut validity);
+        // RFC 9051 §2.3.1.1: a non-zero 32-bit UIDVALIDITY.
+        let uid_validity = u32::from_be_bytes(validity).max(1);
+        let account = self
+            .meta
+            .create_account(domain.id, &address, password_hash, uid_validity)
+            .await?;
+        self.keyring
+            .current(&self.scope.scope_for(account.domain_id, account.id))
+            .await?;
+        Ok(account)
+    }
+
+    pub async fn find_account(&self, address: &str) -> Result<Option<Account>, StoreError> {
+        let (address, _) = normalize_address(address)?;
+        self.meta.find_account(&address).await
+    }
+
+    /// Removes an account with all its messages and blobs.
+    pub async fn remove_account(&self, address: &str) -> Result<(), StoreError> {
+        let account = self
+            .find_account(address)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("account {address}")))?;
+        for blob_id in self.meta.remove_account(account.id).await? {
+            self.blobs.delete(BlobArea::Mail, &blob_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Decides what an RCPT TO address means (accounts and aliases, case-insensitive).
+    pub async fn resolve_recipient(&self, address: &str) -> Result<Recipient, StoreError> {
+        let Ok((address, domain)) = normalize_address(address) else {
+            return Ok(Recipient::UnknownUser);
+        };
+        if let Some(account) = self.meta.resolve_address(&address).await? {
+            return Ok(Recipient::Local(account));
+        }
+        Ok(match self.meta.find_domain(&domain).await? {
+            Some(_) => Recipient::UnknownUser,
+            None => Recipient::ForeignDomain,
+        })
+    }
+
+    async fn account(&self, id: AccountId) -> Result<Account, StoreError> {
+        self.meta
+            .account_by_id(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("account #{id}")))
+    }
+
+    async fn account_key(&self, account: &Account) -> Result<Arc<DataKey>, StoreError> {
+        self.keyring
+            .current(&self.scope.scope_for(account.domain_id, account.id))
+            .await
+    }
+
+    /// Seals `raw` for one account into `mailbox` (or the role's mailbox): writes the blob
+    /// durably and returns what [`MailStore::commit`] needs. Nothing is visible until then.
+    pub async fn prepare(
+        &self,
+        account_id: AccountId,
+        mailbox_id: MailboxId,
+        raw: Arc<Vec<u8>>,
+        summary: &MessageSummary,
+        internal_date: i64,
+        flags: &[Flag],
+    ) -> Result<Prepared, StoreError> {
+        let account = self.account(account_id).await?;
+        let key = self.account_key(&account).await?;
+        let message_id = postkeep_crypto::random_id();
+        let blob_id = postkeep_crypto::random_id();
+        let size = raw.len() as u64;
+
+        let aad = blob_aad(account.id, &blob_id);
+        let blob_key = Arc::clone(&key);
+        self.blobs
+            .put(
+                BlobArea::Mail,
+                &blob_id,
+                Box::new(move |out| {
+                    let mut writer = BlobWriter::new(&blob_key, &aad, out)?;
+                    std::io::Write::write_all(&mut writer, &raw)?;
+                    writer.finish().map(|_| ())
+                }),
+            )
+            .await?;
+
+        let summary_json =
+            serde_json::to_vec(summary).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let sealed_summary = key.seal(&summary_aad(account.id, &message_id), &summary_json);
+        let index = self
+            .keyring
+            .index_key(&self.scope.scope_for(account.domain_id, account.id))
+            .await?;
+        let hash = |msgid: &str| {
+            let input = format!("{}|{}", account.id, msgid.trim().to_lowercase());
+            index.keyed_hash(MESSAGE_ID_INDEX, input.as_bytes()).to_vec()
+        };
+        let parents: Vec<Vec<u8>> = summary
+            .in_reply_to
+            .iter()
+            .chain(summary.references.iter().rev())
+            .map(|id| hash(id))
+            .collect();
+        let thread_id = match self.meta.thread_for_hashes(account.id, &parents).await? {
+            Some(thread) => thread,
+            None => message_id.clone(),
+        };
+        Ok(Prepared {
+            new: NewMessage {
+                record: MessageRecord {
+                    id: message_id,
+                    account_id: account.id,
+                    blob_id,
+                    key_id: key.id().to_string(),
+                    internal_date,
+                    size,
+                    thread_id,
+                    sealed_summary,
+                },
+                mailbox_id,
+                flags: Flag::to_bits(flags),
+                keywords: Vec::new(),
+                message_id_hash: summary.message_id.as_deref().map(hash),
+            },
+        })
+    }
+
+    /// Commits prepared messages durably, batched with whatever other deliveries are in flight
+    /// (group commit). Returns after the data is on disk.
+    pub async fn commit(&self, prepared: Vec<Prepared>) -> Result<Vec<Appended>, StoreError> {
+        let batch: Vec<NewMessage> = prepared.into_iter().map(|p| p.new).collect();
+        let result = self.committer.commit(batch.clone()).await;
+        if result.is_err() {
+            // Nothing refers to these blobs: do not leave them behind.
+            for new in &batch {
+                let _ = self.blobs.delete(BlobArea::Mail, &new.record.blob_id).await;
+            }
+        }
+        result
+    }
+
+    /// Summarises and stores one message into the mailbox with `role` of an account.
+    pub async fn append(
+        &self,
+        account_id: AccountId,
+        role: MailboxRole,
+        raw: Vec<u8>,
+        internal_date: i64,
+        flags: &[Flag],
+    ) -> Result<Appended, StoreError> {
+        let prepared = self
+            .prepare_for_role(account_id, role, raw, internal_date, flags)
+            .await?;
+        let mut appended = self.commit(vec![prepared]).await?;
+        appended
+            .pop()
+            .ok_or_else(|| StoreError::Backend("append returned no result".into()))
+    }
+
+    /// [`MailStore::prepare`] for the mailbox with `role`, computing the summary.
+    pub async fn prepare_for_role(
+        &self,
+        account_id: AccountId,
+        role: MailboxRole,
+        raw: Vec<u8>,
+        internal_date: i64,
+        flags: &[Flag],
+    ) -> Result<Prepared, StoreError> {
+        let mailbox = self
+            .meta
+            .mailbox_by_role(account_id, role)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("{} mailbox", role.as_str())))?;
+        let raw = Arc::new(raw);
+        let for_parse = Arc::clone(&raw);
+        let summary = tokio::task::spawn_blocking(move || postkeep_message::summarize(&for_parse))
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.prepare(account_id, mailbox.id, raw, &summary, internal_date, flags)
+            .await
+    }
+
+    /// A streaming reader of a stored message (blocking reads: use from a blocking context).
+    pub async fn message_reader(
+        &self,
+        record: &MessageRecord,
+    ) -> Result<Box<dyn Read + Send>, StoreError> {
+        let key = self.keyring.key(&record.key_id).await?;
+        let sealed = self.blobs.open(BlobArea::Mail, &record.blob_id)?;
+        let reader = BlobReader::new(&key, &blob_aad(record.account_id, &record.blob_id), sealed)?;
+        Ok(Box::new(reader))
+    }
+
+    /// The whole message (for callers that need it in memory, e.g. export of one message).
+    pub async fn message_bytes(&self, record: &MessageRecord) -> Result<Vec<u8>, StoreError> {
+        let mut reader = self.message_reader(record).await?;
+        let capacity = usize::try_from(record.size).unwrap_or(0);
+        tokio::task::spawn_blocking(move || {
+            let mut raw = Vec::with_capacity(capacity);
+            reader.read_to_end(&mut raw).map(|_| raw)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+        .map_err(|e| StoreError::Sealed(e.to_string()))
+    }
+
+    /// The parsed summary cached at ingest (envelope, bodystructure, ...).
+    pub async fn summary(&self, record: &MessageRecord) -> Result<MessageSummary, StoreError> {
+        let key = self.keyring.key(&record.key_id).await?;
+        let json = key
+            .open(&summary_aad(record.account_id, &record.id), &record.sealed_summary)
+            .map_err(|e| StoreError::Sealed(e.to_string()))?;
+        serde_json::from_slice(&json).map_err(|e| StoreError::Sealed(e.to_string()))
+    }
+
+    /// Every message of an account in the order it was stored.
+    pub async fn account_messages(
+        &self,
+        account_id: AccountId,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        self.meta.account_messages(account_id).await
+    }
+
+    /// New data keys for every scope in use (or one scope); old keys stay readable.
+    pub async fn rotate_keys(&self, only: Option<&str>) -> Result<Vec<String>, StoreError> {
+        let scopes = match only {
+            Some(scope) => vec![scope.to_string()],
+            None => self.keyring.scopes().await?,
+        };
+        let mut rotated = Vec::new();
+        for scope in scopes {
+            rotated.push(self.keyring.rotate(&scope).await?);
+        }
+        Ok(rotated)
+    }
+
+    /// The key scope of an account under the configured scoping.
+    pub fn scope_of(&self, account: &Account) -> String {
+        self.scope.scope_for(account.domain_id, account.id)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,222 @@
+//! The data model shared by every backend. Designed for IMAP4rev2 (RFC 9051), POP3 (RFC 1939)
+//! and JMAP (RFC 8621): stable message ids, per-mailbox UIDs, MODSEQs, flags and keywords.
+
+use serde::{Deserialize, Serialize};
+
+pub type DomainId = i64;
+pub type AccountId = i64;
+pub type MailboxId = i64;
+
+/// Stable internal message id (32 hex chars, random): the JMAP `emailId` / IMAP OBJECTID
+/// EMAILID (RFC 8474). Random rather than sequential so it says nothing about volume.
+pub type MessageId = String;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Domain {
+    pub id: DomainId,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: AccountId,
+    pub domain_id: DomainId,
+    /// Full address, lowercase: `local@domain`.
+    pub address: String,
+    /// PHC string (argon2id) or an imported bcrypt hash awaiting upgrade.
+    pub password_hash: Option<String>,
+}
+
+/// RFC 6154 special-use roles, created for every new account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MailboxRole {
+    Inbox,
+    Sent,
+    Drafts,
+    Junk,
+    Trash,
+    Archive,
+}
+
+impl MailboxRole {
+    pub const ALL: [MailboxRole; 6] = [
+        MailboxRole::Inbox,
+        MailboxRole::Sent,
+        MailboxRole::Drafts,
+        MailboxRole::Junk,
+        MailboxRole::Trash,
+        MailboxRole::Archive,
+    ];
+
+    /// Default mailbox name for the role (INBOX is special in IMAP: RFC 9051 §5.1).
+    pub fn default_name(self) -> &'static str {
+        match self {
+            MailboxRole::Inbox => "INBOX",
+            MailboxRole::Sent => "Sent",
+            MailboxRole::Drafts => "Drafts",
+            MailboxRole::Junk => "Junk",
+            MailboxRole::Trash => "Trash",
+            MailboxRole::Archive => "Archive",
+        }
+    }
+
+    /// Stable token stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailboxRole::Inbox => "inbox",
+            MailboxRole::Sent => "sent",
+            MailboxRole::Drafts => "drafts",
+            MailboxRole::Junk => "junk",
+            MailboxRole::Trash => "trash",
+            MailboxRole::Archive => "archive",
+        }
+    }
+
+    pub fn parse(token: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|role| role.as_str() == token)
+    }
+
+    /// RFC 6154 attribute, e.g. `\Sent`.
+    pub fn special_use(self) -> &'static str {
+        match self {
+            MailboxRole::Inbox => "",
+            MailboxRole::Sent => "\\Sent",
+            MailboxRole::Drafts => "\\Drafts",
+            MailboxRole::Junk => "\\Junk",
+            MailboxRole::Trash => "\\Trash",
+            MailboxRole::Archive => "\\Archive",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailbox {
+    pub id: MailboxId,
+    pub account_id: AccountId,
+    /// Name in UTF-8 (IMAP4rev2 uses UTF-8 names; modified UTF-7 is converted at the edge).
+    pub name: String,
+    pub role: Option<MailboxRole>,
+    /// RFC 9051 §2.3.1.1: changes only if UIDs are reassigned.
+    pub uid_validity: u32,
+    pub uid_next: u32,
+    /// RFC 7162 CONDSTORE: the highest MODSEQ of any change in this mailbox.
+    pub highest_modseq: u64,
+}
+
+/// IMAP system flags (RFC 9051 §2.3.2), stored as a bitmask because IMAP needs them in clear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Flag {
+    Seen,
+    Answered,
+    Flagged,
+    Deleted,
+    Draft,
+}
+
+impl Flag {
+    pub const ALL: [Flag; 5] = [
+        Flag::Seen,
+        Flag::Answered,
+        Flag::Flagged,
+        Flag::Deleted,
+        Flag::Draft,
+    ];
+
+    fn bit(self) -> u32 {
+        match self {
+            Flag::Seen => 1,
+            Flag::Answered => 2,
+            Flag::Flagged => 4,
+            Flag::Deleted => 8,
+            Flag::Draft => 16,
+        }
+    }
+
+    pub fn to_bits(flags: &[Flag]) -> u32 {
+        flags.iter().fold(0, |acc, flag| acc | flag.bit())
+    }
+
+    pub fn from_bits(bits: u32) -> Vec<Flag> {
+        Self::ALL
+            .into_iter()
+            .filter(|flag| bits & flag.bit() != 0)
+            .collect()
+    }
+}
+
+/// One message as it sits in one mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageEntry {
+    pub message_id: MessageId,
+    pub mailbox_id: MailboxId,
+    pub uid: u32,
+    pub modseq: u64,
+    pub flags: u32,
+    /// IMAP keywords / JMAP keywords (e.g. `$Forwarded`, `$Junk`).
+    pub keywords: Vec<String>,
+    /// RFC 8514 SAVEDATE (unix seconds).
+    pub save_date: i64,
+}
+
+/// Per-message facts stored once, whatever mailbox holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    pub id: MessageId,
+    pub account_id: AccountId,
+    pub blob_id: String,
+    /// Data key that sealed the blob and the summary.
+    pub key_id: String,
+    /// RFC 9051 INTERNALDATE (unix seconds).
+    pub internal_date: i64,
+    /// RFC822.SIZE: octets of the message as stored.
+    pub size: u64,
+    /// RFC 8474 THREADID.
+    pub thread_id: String,
+    /// The sealed [`postkeep_message::MessageSummary`] (envelope, bodystructure, ...).
+    pub sealed_summary: Vec<u8>,
+}
+
+/// What a backend needs to append one message to one mailbox. UID and MODSEQ are assigned by
+/// the backend inside its transaction.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub record: MessageRecord,
+    pub mailbox_id: MailboxId,
+    pub flags: u32,
+    pub keywords: Vec<String>,
+    /// Keyed hash of the Message-ID header (a blind index): lets replies find their thread
+    /// without the header being stored in clear.
+    pub message_id_hash: Option<Vec<u8>>,
+}
+
+/// Where an appended message landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub mailbox_id: MailboxId,
+    pub uid: u32,
+    pub modseq: u64,
+}
+
+/// A data key as stored: only ever wrapped by the master key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    /// `<scope>:v<version>`, e.g. `account:7:v2`.
+    pub id: String,
+    /// `deployment`, `domain:<id>` or `account:<id>`.
+    pub scope: String,
+    pub version: i64,
+    pub wrapped: Vec<u8>,
+    /// Fingerprint of the master key that wrapped it.
+    pub master_id: String,
+    pub created: i64,
+}
+
+/// Named, revocable app password for mail clients; only a keyed digest is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppPassword {
+    pub id: i64,
+    pub account_id: AccountId,
+    pub name: String,
+    pub digest: Vec<u8>,
+    pub created: i64,
+}

@@ -1,0 +1,734 @@
+//! The embedded metadata backend: SQLite in WAL mode with `synchronous=FULL`, so a committed
+//! transaction is on disk (RFC-level "250 means stored"). Nothing SQLite-specific leaves this file.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::Row;
+
+use crate::meta::MetadataStore;
+use crate::model::*;
+use crate::StoreError;
+
+const SCHEMA_VERSION: &str = "1";
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS domains (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS accounts (
+    id INTEGER PRIMARY KEY,
+    domain_id INTEGER NOT NULL REFERENCES domains(id),
+    address TEXT NOT NULL UNIQUE,
+    password_hash TEXT
+);
+CREATE TABLE IF NOT EXISTS aliases (
+    address TEXT PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS app_passwords (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    digest BLOB NOT NULL,
+    created INTEGER NOT NULL,
+    UNIQUE (account_id, name)
+);
+CREATE TABLE IF NOT EXISTS data_keys (
+    id TEXT PRIMARY KEY,
+    scope TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    wrapped BLOB NOT NULL,
+    master_id TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    UNIQUE (scope, version)
+);
+CREATE TABLE IF NOT EXISTS mailboxes (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    role TEXT,
+    uid_validity INTEGER NOT NULL,
+    uid_next INTEGER NOT NULL,
+    highest_modseq INTEGER NOT NULL,
+    UNIQUE (account_id, name)
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    blob_id TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    internal_date INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    thread_id TEXT NOT NULL,
+    summary BLOB NOT NULL,
+    msgid_hash BLOB
+);
+CREATE INDEX IF NOT EXISTS messages_by_account ON messages (account_id);
+CREATE INDEX IF NOT EXISTS messages_by_msgid ON messages (account_id, msgid_hash);
+CREATE TABLE IF NOT EXISTS mailbox_entries (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid INTEGER NOT NULL,
+    message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    modseq INTEGER NOT NULL,
+    flags INTEGER NOT NULL,
+    keywords TEXT NOT NULL DEFAULT '',
+    save_date INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entries_by_message ON mailbox_entries (message_id);
+-- RFC 7162 §3.2.10: expunged UIDs with their MODSEQ, for VANISHED under QRESYNC.
+CREATE TABLE IF NOT EXISTS vanished (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+"#;
+
+pub struct SqliteMeta {
+    pool: SqlitePool,
+}
+
+impl SqliteMeta {
+    /// Opens (creating if needed) the database file and applies the schema.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: the WAL is fsync'd at every commit, so a commit survives power loss.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            // The server and CLI commands (import, user add) may write concurrently.
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        let meta = Self { pool };
+        match meta.get_setting("schema_version").await? {
+            None => meta.set_setting("schema_version", SCHEMA_VERSION).await?,
+            Some(v) if v == SCHEMA_VERSION => {}
+            Some(v) => {
+                return Err(StoreError::Invalid(format!(
+                    "database schema version {v} is not supported by this postkeep \
+                     (expects {SCHEMA_VERSION})"
+                )))
+            }
+        }
+        Ok(meta)
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        // IMMEDIATE takes the write lock up front, so a concurrent writer waits (busy_timeout)
+        // instead of failing with SQLITE_BUSY when a read transaction tries to upgrade.
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+fn to_u32(value: i64, what: &str) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|_| StoreError::Invalid(format!("{what} out of range: {value}")))
+}
+
+fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Invalid(format!("{what} out of range: {value}")))
+}
+
+fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::Invalid(format!("{what} out of range: {value}")))
+}
+
+fn domain_from(row: &SqliteRow) -> Result<Domain, StoreError> {
+    Ok(Domain {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+    })
+}
+
+fn account_from(row: &SqliteRow) -> Result<Account, StoreError> {
+    Ok(Account {
+        id: row.try_get("id")?,
+        domain_id: row.try_get("domain_id")?,
+        address: row.try_get("address")?,
+        password_hash: row.try_get("password_hash")?,
+    })
+}
+
+fn mailbox_from(row: &SqliteRow) -> Result<Mailbox, StoreError> {
+    let role: Option<String> = row.try_get("role")?;
+    Ok(Mailbox {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        name: row.try_get("name")?,
+        role: role.as_deref().and_then(MailboxRole::parse),
+        uid_validity: to_u32(row.try_get("uid_validity")?, "uid_validity")?,
+        uid_next: to_u32(row.try_get("uid_next")?, "uid_next")?,
+        highest_modseq: to_u64(row.try_get("highest_modseq")?, "highest_modseq")?,
+    })
+}
+
+fn key_from(row: &SqliteRow) -> Result<WrappedKey, StoreError> {
+    Ok(WrappedKey {
+        id: row.try_get("id")?,
+        scope: row.try_get("scope")?,
+        version: row.try_get("version")?,
+        wrapped: row.try_get("wrapped")?,
+        master_id: row.try_get("master_id")?,
+        created: row.try_get("created")?,
+    })
+}
+
+fn record_from(row: &SqliteRow) -> Result<MessageRecord, StoreError> {
+    Ok(MessageRecord {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        blob_id: row.try_get("blob_id")?,
+        key_id: row.try_get("key_id")?,
+        internal_date: row.try_get("internal_date")?,
+        size: to_u64(row.try_get("size")?, "size")?,
+        thread_id: row.try_get("thread_id")?,
+        sealed_summary: row.try_get("summary")?,
+    })
+}
+
+fn entry_from(row: &SqliteRow) -> Result<MessageEntry, StoreError> {
+    let keywords: String = row.try_get("keywords")?;
+    Ok(MessageEntry {
+        message_id: row.try_get("message_id")?,
+        mailbox_id: row.try_get("mailbox_id")?,
+        uid: to_u32(row.try_get("uid")?, "uid")?,
+        modseq: to_u64(row.try_get("modseq")?, "modseq")?,
+        flags: to_u32(row.try_get("flags")?, "flags")?,
+        keywords: keywords.split_whitespace().map(str::to_string).collect(),
+        save_date: row.try_get("save_date")?,
+    })
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+const MESSAGE_COLUMNS: &str =
+    "id, account_id, blob_id, key_id, internal_date, size, thread_id, summary";
+
+#[async_trait]
+impl MetadataStore for SqliteMeta {
+    async fn add_domain(&self, name: &str) -> Result<Domain, StoreError> {
+        let row = sqlx::query("INSERT INTO domains (name) VALUES (?) RETURNING id, name")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| StoreError::conflict_or(e, format!("domain {name} already exists")))?;
+        domain_from(&row)
+    }
+
+    async fn list_domains(&self) -> Result<Vec<Domain>, StoreError> {
+        sqlx::query("SELECT id, name FROM domains ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(domain_from)
+            .collect()
+    }
+
+    async fn find_domain(&self, name: &str) -> Result<Option<Domain>, StoreError> {
+        sqlx::query("SELECT id, name FROM domains WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(domain_from)
+            .transpose()
+    }
+
+    async fn remove_domain(&self, name: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let users: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM accounts a JOIN domains d ON a.domain_id = d.id WHERE d.name = ?",
+        )
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await?;
+        if users > 0 {
+            return Err(StoreError::Conflict(format!(
+                "domain {name} still has {users} account(s); remove them first"
+            )));
+        }
+        let done = sqlx::query("DELETE FROM domains WHERE name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("domain {name}")));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_account(
+        &self,
+        domain_id: DomainId,
+        address: &str,
+        password_hash: Option<&str>,
+        uid_validity: u32,
+    ) -> Result<Account, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let taken: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM aliases WHERE address = ?")
+            .bind(address)
+            .fetch_one(&mut *tx)
+            .await?;
+        if taken > 0 {
+            return Err(StoreError::Conflict(format!("{address} is an alias")));
+        }
+        let row = sqlx::query(
+            "INSERT INTO accounts (domain_id, address, password_hash) VALUES (?, ?, ?) \
+             RETURNING id, domain_id, address, password_hash",
+        )
+        .bind(domain_id)
+        .bind(address)
+        .bind(password_hash)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| StoreError::conflict_or(e, format!("account {address} already exists")))?;
+        let account = account_from(&row)?;
+        for role in MailboxRole::ALL {
+            sqlx::query(
+                "INSERT INTO mailboxes (account_id, name, role, uid_validity, uid_next, \
+                 highest_modseq) VALUES (?, ?, ?, ?, 1, 1)",
+            )
+            .bind(account.id)
+            .bind(role.default_name())
+            .bind(role.as_str())
+            .bind(i64::from(uid_validity))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(account)
+    }
+
+    async fn find_account(&self, address: &str) -> Result<Option<Account>, StoreError> {
+        sqlx::query("SELECT id, domain_id, address, password_hash FROM accounts WHERE address = ?")
+            .bind(address)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(account_from)
+            .transpose()
+    }
+
+    async fn account_by_id(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
+        sqlx::query("SELECT id, domain_id, address, password_hash FROM accounts WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(account_from)
+            .transpose()
+    }
+
+    async fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
+        sqlx::query("SELECT id, domain_id, address, password_hash FROM accounts ORDER BY address")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(account_from)
+            .collect()
+    }
+
+    async fn set_password_hash(&self, id: AccountId, hash: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE accounts SET password_hash = ? WHERE id = ?")
+            .bind(hash)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("account #{id}")));
+        }
+        Ok(())
+    }
+
+    async fn remove_account(&self, id: AccountId) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let blobs: Vec<String> = sqlx::query_scalar("SELECT blob_id FROM messages WHERE account_id = ?")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+        // Cascades remove mailboxes, entries, aliases and app passwords.
+        let done = sqlx::query("DELETE FROM accounts WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("account #{id}")));
+        }
+        tx.commit().await?;
+        Ok(blobs)
+    }
+
+    async fn add_alias(&self, address: &str, account_id: AccountId) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        if sqlx::query("SELECT 1 FROM accounts WHERE address = ?")
+            .bind(address)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some()
+        {
+            return Err(StoreError::Conflict(format!("{address} is an account")));
+        }
+        sqlx::query("INSERT INTO aliases (address, account_id) VALUES (?, ?)")
+            .bind(address)
+            .bind(account_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::conflict_or(e, format!("alias {address} already exists")))?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn resolve_address(&self, address: &str) -> Result<Option<AccountId>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM accounts WHERE address = ?1 \
+             UNION ALL SELECT account_id FROM aliases WHERE address = ?1 LIMIT 1",
+        )
+        .bind(address)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn add_app_password(
+        &self,
+        account_id: AccountId,
+        name: &str,
+        digest: &[u8],
+    ) -> Result<AppPassword, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO app_passwords (account_id, name, digest, created) VALUES (?, ?, ?, ?) \
+             RETURNING id, account_id, name, digest, created",
+        )
+        .bind(account_id)
+        .bind(name)
+        .bind(digest)
+        .bind(now())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| StoreError::conflict_or(e, format!("app password {name} already exists")))?;
+        app_password_from(&row)
+    }
+
+    async fn list_app_passwords(
+        &self,
+        account_id: AccountId,
+    ) -> Result<Vec<AppPassword>, StoreError> {
+        sqlx::query(
+            "SELECT id, account_id, name, digest, created FROM app_passwords \
+             WHERE account_id = ? ORDER BY name",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(app_password_from)
+        .collect()
+    }
+
+    async fn revoke_app_password(
+        &self,
+        account_id: AccountId,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM app_passwords WHERE account_id = ? AND name = ?")
+            .bind(account_id)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn insert_key(&self, key: &WrappedKey) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO data_keys (id, scope, version, wrapped, master_id, created) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&key.id)
+        .bind(&key.scope)
+        .bind(key.version)
+        .bind(&key.wrapped)
+        .bind(&key.master_id)
+        .bind(key.created)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::conflict_or(e, format!("data key {} already exists", key.id)))?;
+        Ok(())
+    }
+
+    async fn list_keys(&self) -> Result<Vec<WrappedKey>, StoreError> {
+        sqlx::query(
+            "SELECT id, scope, version, wrapped, master_id, created FROM data_keys \
+             ORDER BY scope, version",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(key_from)
+        .collect()
+    }
+
+    async fn find_key(&self, id: &str) -> Result<Option<WrappedKey>, StoreError> {
+        sqlx::query(
+            "SELECT id, scope, version, wrapped, master_id, created FROM data_keys WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(key_from)
+        .transpose()
+    }
+
+    async fn current_key(&self, scope: &str) -> Result<Option<WrappedKey>, StoreError> {
+        sqlx::query(
+            "SELECT id, scope, version, wrapped, master_id, created FROM data_keys \
+             WHERE scope = ? ORDER BY version DESC LIMIT 1",
+        )
+        .bind(scope)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(key_from)
+        .transpose()
+    }
+
+    async fn rewrap_keys(&self, keys: &[WrappedKey], master_id: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM data_keys")
+            .fetch_one(&mut *tx)
+            .await?;
+        if usize::try_from(stored).ok() != Some(keys.len()) {
+            // A key was added since the caller listed them: it would stay under the old master.
+            return Err(StoreError::Conflict(
+                "data keys changed during master key rotation; run it again".into(),
+            ));
+        }
+        for key in keys {
+            sqlx::query("UPDATE data_keys SET wrapped = ?, master_id = ? WHERE id = ?")
+                .bind(&key.wrapped)
+                .bind(master_id)
+                .bind(&key.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ('master_key_id', ?) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(master_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES (?, ?) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_mailboxes(&self, account_id: AccountId) -> Result<Vec<Mailbox>, StoreError> {
+        sqlx::query(
+            "SELECT id, account_id, name, role, uid_validity, uid_next, highest_modseq \
+             FROM mailboxes WHERE account_id = ? ORDER BY id",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(mailbox_from)
+        .collect()
+    }
+
+    async fn mailbox_by_role(
+        &self,
+        account_id: AccountId,
+        role: MailboxRole,
+    ) -> Result<Option<Mailbox>, StoreError> {
+        sqlx::query(
+            "SELECT id, account_id, name, role, uid_validity, uid_next, highest_modseq \
+             FROM mailboxes WHERE account_id = ? AND role = ?",
+        )
+        .bind(account_id)
+        .bind(role.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(mailbox_from)
+        .transpose()
+    }
+
+    async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut appended = Vec::with_capacity(batch.len());
+        for new in batch {
+            appended.push(append_one(&mut tx, new).await?);
+        }
+        // One commit, one WAL fsync, for the whole batch (group commit).
+        tx.commit().await?;
+        Ok(appended)
+    }
+
+    async fn thread_for_hashes(
+        &self,
+        account_id: AccountId,
+        hashes: &[Vec<u8>],
+    ) -> Result<Option<String>, StoreError> {
+        for hash in hashes {
+            let thread: Option<String> = sqlx::query_scalar(
+                "SELECT thread_id FROM messages WHERE account_id = ? AND msgid_hash = ? LIMIT 1",
+            )
+            .bind(account_id)
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+            if thread.is_some() {
+                return Ok(thread);
+            }
+        }
+        Ok(None)
+    }
+
+    async fn list_entries(&self, mailbox_id: MailboxId) -> Result<Vec<MessageEntry>, StoreError> {
+        sqlx::query(
+            "SELECT mailbox_id, uid, message_id, modseq, flags, keywords, save_date \
+             FROM mailbox_entries WHERE mailbox_id = ? ORDER BY uid",
+        )
+        .bind(mailbox_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(entry_from)
+        .collect()
+    }
+
+    async fn message(&self, id: &str) -> Result<Option<MessageRecord>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(record_from)
+        .transpose()
+    }
+
+    async fn account_messages(
+        &self,
+        account_id: AccountId,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        // rowid order is insertion order, so export → import → export keeps the order.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE account_id = ? ORDER BY rowid"
+        )))
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(record_from)
+        .collect()
+    }
+
+    async fn all_blob_ids(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT blob_id FROM messages")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+}
+
+fn app_password_from(row: &SqliteRow) -> Result<AppPassword, StoreError> {
+    Ok(AppPassword {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        name: row.try_get("name")?,
+        digest: row.try_get("digest")?,
+        created: row.try_get("created")?,
+    })
+}
+
+async fn append_one(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    new: &NewMessage,
+) -> Result<Appended, StoreError> {
+    let record = &new.record;
+    sqlx::query(
+        "INSERT INTO messages (id, account_id, blob_id, key_id, internal_date, size, thread_id, \
+         summary, msgid_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&record.id)
+    .bind(record.account_id)
+    .bind(&record.blob_id)
+    .bind(&record.key_id)
+    .bind(record.internal_date)
+    .bind(to_i64(record.size, "size")?)
+    .bind(&record.thread_id)
+    .bind(&record.sealed_summary)
+    .bind(&new.message_id_hash)
+    .execute(&mut **tx)
+    .await?;
+    // RFC 9051 §2.3.1.1: UIDs strictly ascend; RFC 7162 §3.1: every change gets a new MODSEQ.
+    let row = sqlx::query(
+        "UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1 \
+         WHERE id = ? AND account_id = ? RETURNING uid_next - 1 AS uid, highest_modseq",
+    )
+    .bind(new.mailbox_id)
+    .bind(record.account_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("mailbox #{}", new.mailbox_id)))?;
+    let uid: i64 = row.try_get("uid")?;
+    let modseq: i64 = row.try_get("highest_modseq")?;
+    sqlx::query(
+        "INSERT INTO mailbox_entries (mailbox_id, uid, message_id, modseq, flags, keywords, \
+         save_date) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(new.mailbox_id)
+    .bind(uid)
+    .bind(&record.id)
+    .bind(modseq)
+    .bind(i64::from(new.flags))
+    .bind(new.keywords.join(" "))
+    .bind(now())
+    .execute(&mut **tx)
+    .await?;
+    Ok(Appended {
+        mailbox_id: new.mailbox_id,
+        uid: to_u32(uid, "uid")?,
+        modseq: to_u64(modseq, "modseq")?,
+    })
+}

@@ -1,0 +1,293 @@
+use std::sync::Arc;
+
+use postkeep_crypto::MasterKey;
+
+use super::*;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    master_hex: String,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            master_hex: MasterKey::generate().to_hex().to_string(),
+        }
+    }
+
+    fn loader(&self) -> MasterLoader {
+        let hex = self.master_hex.clone();
+        Arc::new(move || MasterKey::from_hex(&hex, "test"))
+    }
+
+    async fn open(&self, scope: KeyScope) -> MailStore {
+        MailStore::open_embedded(self.dir.path(), scope, self.loader())
+            .await
+            .unwrap()
+    }
+}
+
+async fn store_with_account(fx: &Fixture) -> (MailStore, Account) {
+    let store = fx.open(KeyScope::Account).await;
+    store.add_domain("Example.ORG").await.unwrap();
+    let account = store
+        .create_account("Alice@example.org", Some("$argon2id$stub"))
+        .await
+        .unwrap();
+    (store, account)
+}
+
+fn message(subject: &str, extra_headers: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: Bob <bob@remote.test>\r\nTo: alice@example.org\r\nSubject: {subject}\r\n\
+         {extra_headers}\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn new_account_gets_special_use_mailboxes() {
+    let fx = Fixture::new();
+    let (store, account) = store_with_account(&fx).await;
+    assert_eq!(account.address, "alice@example.org");
+    let boxes = store.meta().list_mailboxes(account.id).await.unwrap();
+    let roles: Vec<_> = boxes.iter().filter_map(|m| m.role).collect();
+    assert_eq!(roles, MailboxRole::ALL.to_vec());
+    assert!(boxes
+        .iter()
+        .all(|m| m.uid_next == 1 && m.uid_validity > 0 && m.highest_modseq == 1));
+}
+
+#[tokio::test]
+async fn appended_message_reads_back_byte_for_byte_with_summary() {
+    let fx = Fixture::new();
+    let (store, account) = store_with_account(&fx).await;
+    let raw = message("Hello there", "Message-ID: <m1@remote.test>\r\n", "Body text");
+    let first = store
+        .append(account.id, MailboxRole::Inbox, raw.clone(), 1_700_000_000, &[Flag::Seen])
+        .await
+        .unwrap();
+    let second = store
+        .append(account.id, MailboxRole::Inbox, raw.clone(), 1_700_000_001, &[])
+        .await
+        .unwrap();
+    assert_eq!((first.uid, second.uid), (1, 2));
+    assert!(second.modseq > first.modseq);
+
+    let records = store.account_messages(account.id).await.unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(store.message_bytes(&records[0]).await.unwrap(), raw);
+    assert_eq!(records[0].size, raw.len() as u64);
+    let summary = store.summary(&records[0]).await.unwrap();
+    assert_eq!(summary.message_id.as_deref(), Some("m1@remote.test"));
+
+    let inbox = store
+        .meta()
+        .mailbox_by_role(account.id, MailboxRole::Inbox)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(inbox.uid_next, 3);
+    let entries = store.meta().list_entries(inbox.id).await.unwrap();
+    assert_eq!(Flag::from_bits(entries[0].flags), vec![Flag::Seen]);
+}
+
+#[tokio::test]
+async fn replies_join_the_thread_of_their_parent() {
+    let fx = Fixture::new();
+    let (store, account) = store_with_account(&fx).await;
+    let parent = message("Plan", "Message-ID: <p@x.test>\r\n", "a");
+    let reply = message(
+        "Re: Plan",
+        "Message-ID: <r@x.test>\r\nIn-Reply-To: <p@x.test>\r\nReferences: <p@x.test>\r\n",
+        "b",
+    );
+    let other = message("Other", "Message-ID: <o@x.test>\r\n", "c");
+    for raw in [parent, reply, other] {
+        store
+            .append(account.id, MailboxRole::Inbox, raw, 0, &[])
+            .await
+            .unwrap();
+    }
+    let records = store.account_messages(account.id).await.unwrap();
+    assert_eq!(records[1].thread_id, records[0].thread_id);
+    assert_ne!(records[2].thread_id, records[0].thread_id);
+}
+
+#[tokio::test]
+async fn canary_is_nowhere_on_disk() {
+    let fx = Fixture::new();
+    let (store, account) = store_with_account(&fx).await;
+    let canary = "CANARY-q8Zr3kP0wLx7VbN2";
+    let raw = message(canary, &format!("X-Tag: {canary}\r\n"), &canary.repeat(100));
+    store
+        .append(account.id, MailboxRole::Inbox, raw, 0, &[])
+        .await
+        .unwrap();
+    drop(store);
+    let mut stack = vec![fx.dir.path().to_path_buf()];
+    let mut files = 0;
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            files += 1;
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
+                "canary found in {}",
+                path.display()
+            );
+        }
+    }
+    assert!(files >= 2, "expected database and blob files, saw {files}");
+}
+
+#[tokio::test]
+async fn sealed_summary_cannot_be_moved_to_another_message() {
+    let fx = Fixture::new();
+    let (store, account) = store_with_account(&fx).await;
+    for subject in ["one", "two"] {
+        store
+            .append(account.id, MailboxRole::Inbox, message(subject, "", "x"), 0, &[])
+            .await
+            .unwrap();
+    }
+    let records = store.account_messages(account.id).await.unwrap();
+    let mut swapped = records[1].clone();
+    swapped.sealed_summary = records[0].sealed_summary.clone();
+    assert!(matches!(
+        store.summary(&swapped).await,
+        Err(StoreError::Sealed(_))
+    ));
+    let mut moved = records[1].clone();
+    moved.blob_id = records[0].blob_id.clone();
+    moved.account_id += 1;
+    assert!(store.message_bytes(&moved).await.is_err());
+}
+
+#[tokio::test]
+async fn rotated_key_seals_new_data_and_old_stays_readable() {
+    let fx = Fixture::new();
+    let (store, account) = store_with_account(&fx).await;
+    store
+        .append(account.id, MailboxRole::Inbox, message("old", "", "x"), 0, &[])
+        .await
+        .unwrap();
+    let rotated = store.rotate_keys(None).await.unwrap();
+    assert_eq!(rotated, vec![format!("account:{}:v2", account.id)]);
+    store
+        .append(account.id, MailboxRole::Inbox, message("new", "", "y"), 0, &[])
+        .await
+        .unwrap();
+    let records = store.account_messages(account.id).await.unwrap();
+    assert_eq!(records[0].key_id, format!("account:{}:v1", account.id));
+    assert_eq!(records[1].key_id, format!("account:{}:v2", account.id));
+    for record in &records {
+        store.message_bytes(record).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn master_rotation_rewraps_keys_and_old_master_is_refused() {
+    let mut fx = Fixture::new();
+    let (store, account) = store_with_account(&fx).await;
+    let raw = message("keep me", "", "z");
+    store
+        .append(account.id, MailboxRole::Inbox, raw.clone(), 0, &[])
+        .await
+        .unwrap();
+    let new_master = MasterKey::generate();
+    assert_eq!(store.keyring().rotate_master(&new_master).await.unwrap(), 1);
+    drop(store);
+
+    let old = MailStore::open_embedded(fx.dir.path(), KeyScope::Account, fx.loader()).await;
+    assert!(matches!(old, Err(StoreError::Invalid(_))));
+
+    fx.master_hex = new_master.to_hex().to_string();
+    let store = fx.open(KeyScope::Account).await;
+    let records = store.account_messages(account.id).await.unwrap();
+    assert_eq!(store.message_bytes(&records[0]).await.unwrap(), raw);
+}
+
+#[tokio::test]
+async fn domain_scope_shares_one_key_per_domain() {
+    let fx = Fixture::new();
+    let store = fx.open(KeyScope::Domain).await;
+    let domain = store.add_domain("example.org").await.unwrap();
+    let a = store.create_account("a@example.org", None).await.unwrap();
+    let b = store.create_account("b@example.org", None).await.unwrap();
+    assert_eq!(store.scope_of(&a), store.scope_of(&b));
+    assert_eq!(store.scope_of(&a), format!("domain:{}", domain.id));
+    assert_eq!(store.keyring().scopes().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_appends_are_group_committed_without_losing_any() {
+    let fx = Fixture::new();
+    let (store, account) = store_with_account(&fx).await;
+    let store = Arc::new(store);
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            store
+                .append(account.id, MailboxRole::Inbox, message(&format!("m{i}"), "", "x"), 0, &[])
+                .await
+                .unwrap()
+                .uid
+        }));
+    }
+    let mut uids = Vec::new();
+    for task in tasks {
+        uids.push(task.await.unwrap());
+    }
+    uids.sort_unstable();
+    assert_eq!(uids, (1..=64).collect::<Vec<u32>>());
+}
+
+#[tokio::test]
+async fn recipients_resolve_case_insensitively_and_foreign_domains_are_not_ours() {
+    let fx = Fixture::new();
+    let (store, account) = store_with_account(&fx).await;
+    store
+        .meta()
+        .add_alias("postmaster@example.org", account.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.resolve_recipient("ALICE@Example.org").await.unwrap(),
+        Recipient::Local(account.id)
+    );
+    assert_eq!(
+        store.resolve_recipient("postmaster@example.org").await.unwrap(),
+        Recipient::Local(account.id)
+    );
+    assert_eq!(
+        store.resolve_recipient("nobody@example.org").await.unwrap(),
+        Recipient::UnknownUser
+    );
+    assert_eq!(
+        store.resolve_recipient("x@elsewhere.test").await.unwrap(),
+        Recipient::ForeignDomain
+    );
+}
+
+#[tokio::test]
+async fn domain_with_accounts_cannot_be_removed_and_account_removal_deletes_blobs() {
+    let fx = Fixture::new();
+    let (store, account) = store_with_account(&fx).await;
+    store
+        .append(account.id, MailboxRole::Inbox, message("x", "", "y"), 0, &[])
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.meta().remove_domain("example.org").await,
+        Err(StoreError::Conflict(_))
+    ));
+    store.remove_account("alice@example.org").await.unwrap();
+    assert!(store.blobs().list(BlobArea::Mail).await.unwrap().is_empty());
+    store.meta().remove_domain("example.org").await.unwrap();
+}
