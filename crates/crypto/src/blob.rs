@@ -306,9 +306,20 @@ mod tests {
     #[test]
     fn roundtrip_of_various_sizes() {
         let key = DataKey::generate("k");
-        for len in [0, 1, 100, CHUNK_LEN - 1, CHUNK_LEN, CHUNK_LEN + 1, 5 * CHUNK_LEN] {
+        for len in [
+            0,
+            1,
+            100,
+            CHUNK_LEN - 1,
+            CHUNK_LEN,
+            CHUNK_LEN + 1,
+            5 * CHUNK_LEN,
+        ] {
             let data = noise(len);
-            assert_eq!(open(&key, b"blob:1", &seal(&key, b"blob:1", &data)).unwrap(), data);
+            assert_eq!(
+                open(&key, b"blob:1", &seal(&key, b"blob:1", &data)).unwrap(),
+                data
+            );
         }
     }
 

@@ -151,9 +151,8 @@ impl MasterKey {
         let fail = || KeyError::Unwrap {
             key_id: key_id.to_string(),
         };
-        let plain = Zeroizing::new(
-            open_with(&self.key, &wrap_aad(key_id), wrapped).map_err(|_| fail())?,
-        );
+        let plain =
+            Zeroizing::new(open_with(&self.key, &wrap_aad(key_id), wrapped).map_err(|_| fail())?);
         let key: [u8; KEY_LEN] = plain.as_slice().try_into().map_err(|_| fail())?;
         Ok(DataKey::from_parts(key_id.to_string(), Zeroizing::new(key)))
     }

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -74,7 +74,10 @@ pub struct LocalBlobStore {
 impl LocalBlobStore {
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         for area in BlobArea::ALL {
-            fs::create_dir_all(root.join(area.as_str()))?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(root.join(area.as_str()))?;
         }
         Ok(Self {
             root: root.to_path_buf(),
@@ -100,7 +103,10 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 fn write_durably(dir: &Path, id: &str, fill: BlobFill) -> io::Result<u64> {
     if !dir.exists() {
-        fs::create_dir_all(dir)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
         // The new directory's own entry must survive a crash too.
         if let Some(parent) = dir.parent() {
             sync_dir(parent)?;

@@ -51,17 +51,18 @@ pub struct Keyring {
 
 impl Keyring {
     /// Loads the master key and checks it is the one this data directory was set up with.
-    pub async fn open(meta: Arc<dyn MetadataStore>, loader: MasterLoader) -> Result<Self, StoreError> {
+    pub async fn open(
+        meta: Arc<dyn MetadataStore>,
+        loader: MasterLoader,
+    ) -> Result<Self, StoreError> {
         let master = loader()?;
         match meta.get_setting(MASTER_ID_SETTING).await? {
             None => meta.set_setting(MASTER_ID_SETTING, &master.id()).await?,
             Some(expected) if expected == master.id() => {}
-            Some(expected) => {
-                return Err(StoreError::Invalid(format!(
-                    "the master key (id {}) is not the one this data directory uses (id {expected})",
-                    master.id()
-                )))
-            }
+            Some(expected) => return Err(StoreError::Invalid(format!(
+                "the master key (id {}) is not the one this data directory uses (id {expected})",
+                master.id()
+            ))),
         }
         Ok(Self {
             meta,
@@ -225,9 +226,7 @@ impl Keyring {
             stored.master_id = new_master.id();
             rewrapped.push(stored);
         }
-        self.meta
-            .rewrap_keys(&rewrapped, &new_master.id())
-            .await?;
+        self.meta.rewrap_keys(&rewrapped, &new_master.id()).await?;
         *self.master.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(MasterKey::from_hex(
             &new_master.to_hex(),
             "rotated master key",

@@ -295,7 +295,9 @@ impl MailStore {
             .await?;
         let hash = |msgid: &str| {
             let input = format!("{}|{}", account.id, msgid.trim().to_lowercase());
-            index.keyed_hash(MESSAGE_ID_INDEX, input.as_bytes()).to_vec()
+            index
+                .keyed_hash(MESSAGE_ID_INDEX, input.as_bytes())
+                .to_vec()
         };
         let parents: Vec<Vec<u8>> = summary
             .in_reply_to
@@ -410,7 +412,10 @@ impl MailStore {
     pub async fn summary(&self, record: &MessageRecord) -> Result<MessageSummary, StoreError> {
         let key = self.keyring.key(&record.key_id).await?;
         let json = key
-            .open(&summary_aad(record.account_id, &record.id), &record.sealed_summary)
+            .open(
+                &summary_aad(record.account_id, &record.id),
+                &record.sealed_summary,
+            )
             .map_err(|e| StoreError::Sealed(e.to_string()))?;
         serde_json::from_slice(&json).map_err(|e| StoreError::Sealed(e.to_string()))
     }

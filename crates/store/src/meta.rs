@@ -42,10 +42,15 @@ pub trait MetadataStore: Send + Sync + 'static {
         name: &str,
         digest: &[u8],
     ) -> Result<AppPassword, StoreError>;
-    async fn list_app_passwords(&self, account_id: AccountId)
-        -> Result<Vec<AppPassword>, StoreError>;
-    async fn revoke_app_password(&self, account_id: AccountId, name: &str)
-        -> Result<bool, StoreError>;
+    async fn list_app_passwords(
+        &self,
+        account_id: AccountId,
+    ) -> Result<Vec<AppPassword>, StoreError>;
+    async fn revoke_app_password(
+        &self,
+        account_id: AccountId,
+        name: &str,
+    ) -> Result<bool, StoreError>;
 
     // Key table
     async fn insert_key(&self, key: &WrappedKey) -> Result<(), StoreError>;
@@ -81,8 +86,10 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn list_entries(&self, mailbox_id: MailboxId) -> Result<Vec<MessageEntry>, StoreError>;
     async fn message(&self, id: &str) -> Result<Option<MessageRecord>, StoreError>;
     /// Every message of an account, oldest first (by internal date, then insertion).
-    async fn account_messages(&self, account_id: AccountId)
-        -> Result<Vec<MessageRecord>, StoreError>;
+    async fn account_messages(
+        &self,
+        account_id: AccountId,
+    ) -> Result<Vec<MessageRecord>, StoreError>;
     /// Blob ids of every stored message (for consistency checks and backups).
     async fn all_blob_ids(&self) -> Result<Vec<String>, StoreError>;
 }

@@ -1,6 +1,7 @@
 //! The embedded metadata backend: SQLite in WAL mode with `synchronous=FULL`, so a committed
 //! transaction is on disk (RFC-level "250 means stored"). Nothing SQLite-specific leaves this file.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -104,6 +105,12 @@ pub struct SqliteMeta {
 impl SqliteMeta {
     /// Opens (creating if needed) the database file and applies the schema.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        // SQLite gives its -wal and -shm files the database file's mode: create it 0600 first.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
             .create_if_missing(true)
@@ -363,10 +370,11 @@ impl MetadataStore for SqliteMeta {
 
     async fn remove_account(&self, id: AccountId) -> Result<Vec<String>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let blobs: Vec<String> = sqlx::query_scalar("SELECT blob_id FROM messages WHERE account_id = ?")
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
+        let blobs: Vec<String> =
+            sqlx::query_scalar("SELECT blob_id FROM messages WHERE account_id = ?")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
         // Cascades remove mailboxes, entries, aliases and app passwords.
         let done = sqlx::query("DELETE FROM accounts WHERE id = ?")
             .bind(id)
@@ -543,10 +551,12 @@ impl MetadataStore for SqliteMeta {
     }
 
     async fn get_setting(&self, name: &str) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {

@@ -64,13 +64,29 @@ async fn new_account_gets_special_use_mailboxes() {
 async fn appended_message_reads_back_byte_for_byte_with_summary() {
     let fx = Fixture::new();
     let (store, account) = store_with_account(&fx).await;
-    let raw = message("Hello there", "Message-ID: <m1@remote.test>\r\n", "Body text");
+    let raw = message(
+        "Hello there",
+        "Message-ID: <m1@remote.test>\r\n",
+        "Body text",
+    );
     let first = store
-        .append(account.id, MailboxRole::Inbox, raw.clone(), 1_700_000_000, &[Flag::Seen])
+        .append(
+            account.id,
+            MailboxRole::Inbox,
+            raw.clone(),
+            1_700_000_000,
+            &[Flag::Seen],
+        )
         .await
         .unwrap();
     let second = store
-        .append(account.id, MailboxRole::Inbox, raw.clone(), 1_700_000_001, &[])
+        .append(
+            account.id,
+            MailboxRole::Inbox,
+            raw.clone(),
+            1_700_000_001,
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!((first.uid, second.uid), (1, 2));
@@ -151,7 +167,13 @@ async fn sealed_summary_cannot_be_moved_to_another_message() {
     let (store, account) = store_with_account(&fx).await;
     for subject in ["one", "two"] {
         store
-            .append(account.id, MailboxRole::Inbox, message(subject, "", "x"), 0, &[])
+            .append(
+                account.id,
+                MailboxRole::Inbox,
+                message(subject, "", "x"),
+                0,
+                &[],
+            )
             .await
             .unwrap();
     }
@@ -173,13 +195,25 @@ async fn rotated_key_seals_new_data_and_old_stays_readable() {
     let fx = Fixture::new();
     let (store, account) = store_with_account(&fx).await;
     store
-        .append(account.id, MailboxRole::Inbox, message("old", "", "x"), 0, &[])
+        .append(
+            account.id,
+            MailboxRole::Inbox,
+            message("old", "", "x"),
+            0,
+            &[],
+        )
         .await
         .unwrap();
     let rotated = store.rotate_keys(None).await.unwrap();
     assert_eq!(rotated, vec![format!("account:{}:v2", account.id)]);
     store
-        .append(account.id, MailboxRole::Inbox, message("new", "", "y"), 0, &[])
+        .append(
+            account.id,
+            MailboxRole::Inbox,
+            message("new", "", "y"),
+            0,
+            &[],
+        )
         .await
         .unwrap();
     let records = store.account_messages(account.id).await.unwrap();
@@ -234,7 +268,13 @@ async fn concurrent_appends_are_group_committed_without_losing_any() {
         let store = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
             store
-                .append(account.id, MailboxRole::Inbox, message(&format!("m{i}"), "", "x"), 0, &[])
+                .append(
+                    account.id,
+                    MailboxRole::Inbox,
+                    message(&format!("m{i}"), "", "x"),
+                    0,
+                    &[],
+                )
                 .await
                 .unwrap()
                 .uid
@@ -262,7 +302,10 @@ async fn recipients_resolve_case_insensitively_and_foreign_domains_are_not_ours(
         Recipient::Local(account.id)
     );
     assert_eq!(
-        store.resolve_recipient("postmaster@example.org").await.unwrap(),
+        store
+            .resolve_recipient("postmaster@example.org")
+            .await
+            .unwrap(),
         Recipient::Local(account.id)
     );
     assert_eq!(
@@ -280,7 +323,13 @@ async fn domain_with_accounts_cannot_be_removed_and_account_removal_deletes_blob
     let fx = Fixture::new();
     let (store, account) = store_with_account(&fx).await;
     store
-        .append(account.id, MailboxRole::Inbox, message("x", "", "y"), 0, &[])
+        .append(
+            account.id,
+            MailboxRole::Inbox,
+            message("x", "", "y"),
+            0,
+            &[],
+        )
         .await
         .unwrap();
     assert!(matches!(

@@ -1,0 +1,238 @@
+//! `postkeep`: one binary over small crates. This file only parses the command line and
+//! dispatches; each command lives in its own module.
+#![forbid(unsafe_code)]
+
+mod datadir;
+mod init;
+mod keys;
+mod serve;
+mod tls;
+mod transfer;
+mod users;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Where `--dev` keeps its data when no `--data` is given.
+const DEV_DATA_DIR: &str = "dev-data";
+
+#[derive(Parser)]
+#[command(
+    name = "postkeep",
+    version,
+    about = "A self-hosted mail server that encrypts everything derived from mail at rest"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a data directory: config, master key, database (and with --dev a test certificate, domain and user).
+    Init {
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// A first mail domain to serve.
+        #[arg(long)]
+        domain: Option<String>,
+        /// Loopback listeners on high ports, a self-signed certificate and a demo user.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Run every listener configured in DIR/postkeep.toml.
+    Serve {
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Initialise a development data directory first if there is none.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Manage mail domains.
+    Domain {
+        #[command(subcommand)]
+        action: DomainAction,
+    },
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Import a Maildir, an mbox, a single message or a folder of message files into an account's INBOX.
+    Import {
+        address: String,
+        path: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Export every message of an account.
+    Export {
+        address: String,
+        path: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Mbox)]
+        format: ExportFormat,
+    },
+    /// Rotate data keys or the master key.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DomainAction {
+    Add {
+        domain: String,
+        #[arg(long)]
+        data: PathBuf,
+    },
+    List {
+        #[arg(long)]
+        data: PathBuf,
+    },
+    Remove {
+        domain: String,
+        #[arg(long)]
+        data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Create an account; the password is read from standard input.
+    Add {
+        address: String,
+        #[arg(long)]
+        data: PathBuf,
+        /// Read the password from standard input (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Store this existing password hash ($argon2id$ or bcrypt $2b$) instead, e.g. when migrating.
+        #[arg(long, conflicts_with = "password_stdin")]
+        password_hash_stdin: bool,
+    },
+    List {
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Change an account's password (read from standard input).
+    Passwd {
+        address: String,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    Remove {
+        address: String,
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Named, revocable app passwords for mail clients.
+    AppPassword {
+        #[command(subcommand)]
+        action: AppPasswordAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AppPasswordAction {
+    /// Create one and print it (it is shown only once).
+    Add {
+        address: String,
+        name: String,
+        #[arg(long)]
+        data: PathBuf,
+    },
+    List {
+        address: String,
+        #[arg(long)]
+        data: PathBuf,
+    },
+    Revoke {
+        address: String,
+        name: String,
+        #[arg(long)]
+        data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Give every key scope (or one) a new data key for new data; old keys stay readable.
+    Rotate {
+        #[arg(long)]
+        data: PathBuf,
+        /// Only this scope, e.g. `account:3`, `domain:1` or `deployment`.
+        #[arg(long)]
+        scope: Option<String>,
+    },
+    /// Re-wrap every data key under a new master key (blobs are untouched).
+    RotateMaster {
+        #[arg(long)]
+        data: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    Mbox,
+    Maildir,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("postkeep: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("postkeep: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let dev_dir = || PathBuf::from(DEV_DATA_DIR);
+    match cli.command {
+        Command::Init { data, domain, dev } => {
+            let data = data.or_else(|| dev.then(dev_dir)).ok_or_else(|| {
+                anyhow::anyhow!("--data DIR is required (or --dev for ./{DEV_DATA_DIR})")
+            })?;
+            init::init(&data, domain.as_deref(), dev).await
+        }
+        Command::Serve { data, dev } => {
+            let data = data.or_else(|| dev.then(dev_dir)).ok_or_else(|| {
+                anyhow::anyhow!("--data DIR is required (or --dev for ./{DEV_DATA_DIR})")
+            })?;
+            serve::serve(&data, dev).await
+        }
+        Command::Domain { action } => users::domain(action).await,
+        Command::User { action } => users::user(action).await,
+        Command::Import {
+            address,
+            path,
+            data,
+        } => transfer::import(&data, &address, &path).await,
+        Command::Export {
+            address,
+            path,
+            data,
+            format,
+        } => transfer::export(&data, &address, &path, format).await,
+        Command::Keys { action } => keys::keys(action).await,
+    }
+}

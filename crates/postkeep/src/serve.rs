@@ -1,0 +1,171 @@
+//! `postkeep serve`: every configured listener over one store.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use postkeep_config::Config;
+use postkeep_delivery::Deliverer;
+use postkeep_smtp::{SmtpServer, SmtpSettings};
+use postkeep_store::{BlobArea, MailStore};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::datadir::DataDir;
+
+/// Files in the temp area older than this are deleted.
+const TEMP_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// How long running sessions get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
+    if dev && !data.join(postkeep_config::CONFIG_FILE_NAME).exists() {
+        crate::init::init(data, None, true).await?;
+    }
+    let dir = DataDir::load(data)?;
+    init_logging(&dir.config);
+    let store = Arc::new(dir.open_store().await?);
+    let tls = load_tls(&dir)?;
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut servers = JoinSet::new();
+    let listen = &dir.config.listen;
+    if let Some(addr) = listen.smtp {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for smtp on {addr}"))?;
+        let deliverer = Arc::new(Deliverer::new(Arc::clone(&store), Vec::new()));
+        let server = Arc::new(SmtpServer::new(
+            smtp_settings(&dir.config),
+            deliverer,
+            tls.clone(),
+        ));
+        servers.spawn(server.serve(listener, shutdown_rx.clone()));
+        println!(
+            "smtp: listening on {addr}{}",
+            if tls.is_some() { " (STARTTLS)" } else { "" }
+        );
+    }
+    for (name, addr) in listen.enabled() {
+        if name != "smtp" {
+            tracing::warn!(listener = name, %addr, "listener configured but not available in this version");
+        }
+    }
+    if servers.is_empty() {
+        anyhow::bail!(
+            "no listener in [listen] of {}: nothing to serve",
+            data.display()
+        );
+    }
+    spawn_temp_expiry(Arc::clone(&store));
+    if dev {
+        print_dev_help(&dir);
+    }
+    tracing::info!("postkeep ready");
+
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+        Some(result) = servers.join_next() => {
+            result.context("listener task failed")?.context("listener failed")?;
+        }
+    }
+    let _ = shutdown.send(true);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while servers.join_next().await.is_some() {}
+    })
+    .await;
+    Ok(())
+}
+
+fn smtp_settings(config: &Config) -> SmtpSettings {
+    let smtp = &config.smtp;
+    SmtpSettings {
+        hostname: config.hostname.clone(),
+        max_message_size: smtp.max_message_size,
+        max_recipients: smtp.max_recipients as usize,
+        max_command_line: smtp.max_command_line,
+        max_connections: smtp.max_connections as usize,
+        max_connections_per_ip: smtp.max_connections_per_ip as usize,
+        command_timeout: smtp.command_timeout(),
+        data_timeout: smtp.data_timeout(),
+        max_errors: smtp.max_errors,
+    }
+}
+
+fn load_tls(dir: &DataDir) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    let cert = dir.config.resolve(&dir.path, &dir.config.tls.cert);
+    let key = dir.config.resolve(&dir.path, &dir.config.tls.key);
+    if !cert.exists() && !key.exists() {
+        tracing::warn!(cert = %cert.display(), "no TLS certificate: STARTTLS is not offered");
+        return Ok(None);
+    }
+    crate::tls::server_config(&cert, &key).map(Some)
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Deletes expired files from the temp area, hourly.
+fn spawn_temp_expiry(store: Arc<MailStore>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            if let Err(e) = expire_temp(&store).await {
+                tracing::warn!(error = %e, "temp expiry failed");
+            }
+        }
+    });
+}
+
+async fn expire_temp(store: &MailStore) -> anyhow::Result<()> {
+    let now = std::time::SystemTime::now();
+    for (id, modified) in store.blobs().list(BlobArea::Temp).await? {
+        if now.duration_since(modified).unwrap_or_default() > TEMP_MAX_AGE {
+            store.blobs().delete(BlobArea::Temp, &id).await?;
+        }
+    }
+    Ok(())
+}
+
+fn print_dev_help(dir: &DataDir) {
+    let Some(smtp) = dir.config.listen.smtp else {
+        return;
+    };
+    let port = smtp.port();
+    println!();
+    println!(
+        "postkeep dev instance ready (data in {})",
+        dir.path.display()
+    );
+    println!("  send a test message:");
+    println!(
+        "    swaks --server 127.0.0.1:{port} --tls --to demo@example.test --from you@example.net"
+    );
+    println!("  read it back:");
+    println!(
+        "    cargo run --release -- export demo@example.test /tmp/demo.mbox --data {}",
+        dir.path.display()
+    );
+    println!("  stop with Ctrl-C");
+}
