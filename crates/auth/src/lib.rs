@@ -3,10 +3,12 @@
 //!
 //! Pure logic: the caller loads and stores hashes, digests and keys. A login is expected to run
 //! [`Throttle::check`] first, then [`verify_password`] / [`AppPasswordKey::verify`], then
-//! [`Throttle::record_failure`] or [`Throttle::record_success`].
+//! [`Throttle::record_failure`] or [`Throttle::record_success`]. [`login::Authenticator`] does
+//! exactly that against the store, and is what the protocol servers call.
 
 mod app_password;
 mod error;
+pub mod login;
 mod password;
 mod sasl;
 mod throttle;

@@ -76,6 +76,13 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
         while servers.join_next().await.is_some() {}
     })
     .await;
+    let crypto = postkeep_crypto::blob::timings();
+    // Read by bench/smtp_ingest.py for the share of ingest time spent compressing + sealing.
+    tracing::info!(
+        seal_ms = crypto.seal_nanos / 1_000_000,
+        open_ms = crypto.open_nanos / 1_000_000,
+        "blob crypto time"
+    );
     Ok(())
 }
 

@@ -3,15 +3,12 @@
 use std::io::BufRead;
 
 use anyhow::Context;
-use postkeep_auth::AppPasswordKey;
+use postkeep_auth::login::app_password_key;
 use postkeep_store::{Account, MailStore};
 use zeroize::Zeroizing;
 
 use crate::datadir::DataDir;
 use crate::{AppPasswordAction, DomainAction, UserAction};
-
-/// Key scope whose first key roots the app-password digests.
-const AUTH_KEY_SCOPE: &str = "auth";
 
 async fn open(data: &std::path::Path) -> anyhow::Result<MailStore> {
     DataDir::load(data)?.open_store().await
@@ -100,11 +97,6 @@ pub async fn user(action: UserAction) -> anyhow::Result<()> {
         UserAction::AppPassword { action } => app_password(action).await?,
     }
     Ok(())
-}
-
-async fn app_password_key(store: &MailStore) -> anyhow::Result<AppPasswordKey> {
-    let root = store.keyring().index_key(AUTH_KEY_SCOPE).await?;
-    Ok(AppPasswordKey::new(root.derive(b"app password digest v1")))
 }
 
 async fn app_password(action: AppPasswordAction) -> anyhow::Result<()> {
