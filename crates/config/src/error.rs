@@ -16,11 +16,13 @@ pub enum ConfigError {
     #[error("cannot write {}: {}", path.display(), io_reason(source))]
     Write { path: PathBuf, source: io::Error },
     /// The text is not valid TOML.
-    #[error("{}:{line}: TOML syntax error: {message}", path.display())]
+    #[error("{}:{line}: {}TOML syntax error: {message}", path.display(), key_prefix(key.as_deref()))]
     Syntax {
         path: PathBuf,
         /// 1-based.
         line: usize,
+        /// The dotted key written on that line, when the line has one.
+        key: Option<String>,
         message: String,
     },
     /// Valid TOML, but a key is unknown, missing, mistyped or out of range.
@@ -49,6 +51,7 @@ impl ConfigError {
     pub fn key(&self) -> Option<&str> {
         match self {
             ConfigError::Invalid { key, .. } => Some(key),
+            ConfigError::Syntax { key, .. } => key.as_deref(),
             _ => None,
         }
     }
@@ -78,11 +81,42 @@ pub(crate) fn line_of(text: &str, offset: usize) -> usize {
 
 /// A TOML syntax error.
 pub(crate) fn syntax(text: &str, path: &Path, e: &toml::de::Error) -> ConfigError {
+    let line = e.span().map_or(1, |span| line_of(text, span.start));
     ConfigError::Syntax {
         path: path.to_path_buf(),
-        line: e.span().map_or(1, |span| line_of(text, span.start)),
+        line,
+        key: key_on_line(text, line),
         message: e.message().trim_end().to_owned(),
     }
+}
+
+fn key_prefix(key: Option<&str>) -> String {
+    key.map(|key| format!("key `{key}`: ")).unwrap_or_default()
+}
+
+/// The dotted key a broken line assigns (`max_errors = = 10` under `[smtp]` gives
+/// `smtp.max_errors`), found textually because the document did not parse.
+fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let mut table: Option<String> = None;
+    for (index, raw) in text.lines().enumerate() {
+        let trimmed = raw.trim();
+        if index + 1 == line {
+            let (key, _) = trimmed.split_once('=')?;
+            let key = key.trim().trim_matches('"');
+            let bare = !key.is_empty()
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            return bare.then(|| match &table {
+                Some(table) => format!("{table}.{key}"),
+                None => key.to_string(),
+            });
+        }
+        if let Some(header) = trimmed.strip_prefix('[').and_then(|h| h.split(']').next()) {
+            table = Some(header.trim().to_string());
+        }
+    }
+    None
 }
 
 /// An error found while mapping the TOML document onto [`crate::Config`].

@@ -248,12 +248,22 @@ fn syntax_error_names_file_and_line() {
     );
     let (_, shown) = parse_err("hostname = \"a.example\"\nhostname = \"b.example\"\n");
     assert!(
-        shown.starts_with("/data/postkeep.toml:2: TOML syntax error: "),
+        shown.starts_with("/data/postkeep.toml:2: key `hostname`: TOML syntax error: "),
         "{shown}"
     );
     let (_, shown) = parse_err("hostname = \"unterminated\n");
     assert!(
-        shown.starts_with("/data/postkeep.toml:1: TOML syntax error: "),
+        shown.starts_with("/data/postkeep.toml:1: key `hostname`: TOML syntax error: "),
+        "{shown}"
+    );
+}
+
+#[test]
+fn syntax_error_on_an_assignment_names_its_dotted_key() {
+    let (e, shown) = parse_err("hostname = \"a.example\"\n[smtp]\nmax_errors = = 10\n");
+    assert_eq!(e.key(), Some("smtp.max_errors"), "{shown}");
+    assert!(
+        shown.starts_with("/data/postkeep.toml:3: key `smtp.max_errors`: TOML syntax error: "),
         "{shown}"
     );
 }
