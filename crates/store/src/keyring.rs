@@ -59,10 +59,12 @@ impl Keyring {
         match meta.get_setting(MASTER_ID_SETTING).await? {
             None => meta.set_setting(MASTER_ID_SETTING, &master.id()).await?,
             Some(expected) if expected == master.id() => {}
-            Some(expected) => return Err(StoreError::Invalid(format!(
+            Some(expected) => {
+                return Err(StoreError::Invalid(format!(
                 "the master key (id {}) is not the one this data directory uses (id {expected})",
                 master.id()
-            ))),
+            )))
+            }
         }
         Ok(Self {
             meta,
