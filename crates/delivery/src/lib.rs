@@ -110,12 +110,7 @@ impl Deliverer {
             Err(reason) => return DeliveryOutcome::TempFail(reason),
         };
         let raw = Arc::new(raw);
-        let for_parse = Arc::clone(&raw);
-        let summary = match tokio::task::spawn_blocking(move || {
-            postkeep_message::summarize(&for_parse)
-        })
-        .await
-        {
+        let summary = match MailStore::summarize(Arc::clone(&raw)).await {
             Ok(summary) => summary,
             Err(e) => return DeliveryOutcome::TempFail(format!("parse task failed: {e}")),
         };
@@ -155,14 +150,7 @@ impl Deliverer {
         let mut prepared = Vec::with_capacity(message.filings.len());
         for filing in &message.filings {
             let role = filing.mailbox.unwrap_or(MailboxRole::Inbox);
-            let mailbox = self
-                .store
-                .meta()
-                .mailbox_by_role(filing.account_id, role)
-                .await?
-                .ok_or_else(|| {
-                    postkeep_store::StoreError::NotFound(format!("{} mailbox", role.as_str()))
-                })?;
+            let mailbox = self.store.role_mailbox(filing.account_id, role).await?;
             prepared.push(
                 self.store
                     .prepare(

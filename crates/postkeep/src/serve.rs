@@ -17,6 +17,8 @@ use crate::datadir::DataDir;
 
 /// Files in the temp area older than this are deleted.
 const TEMP_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// Blobs without a message row are swept only when older than this (deliveries in flight).
+const ORPHAN_MIN_AGE: Duration = Duration::from_secs(3600);
 /// How long running sessions get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -59,7 +61,7 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
             data.display()
         );
     }
-    spawn_temp_expiry(Arc::clone(&store));
+    spawn_housekeeping(Arc::clone(&store));
     if dev {
         print_dev_help(&dir);
     }
@@ -132,14 +134,19 @@ async fn shutdown_signal() {
     }
 }
 
-/// Deletes expired files from the temp area, hourly.
-fn spawn_temp_expiry(store: Arc<MailStore>) {
+/// Hourly (and at start): expire the temp area, sweep blobs orphaned by a crash.
+fn spawn_housekeeping(store: Arc<MailStore>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tick.tick().await;
             if let Err(e) = expire_temp(&store).await {
                 tracing::warn!(error = %e, "temp expiry failed");
+            }
+            match store.remove_orphan_blobs(ORPHAN_MIN_AGE).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "removed orphaned blobs"),
+                Err(e) => tracing::warn!(error = %e, "orphan blob sweep failed"),
             }
         }
     });

@@ -370,18 +370,30 @@ impl MailStore {
         internal_date: i64,
         flags: &[Flag],
     ) -> Result<Prepared, StoreError> {
-        let mailbox = self
-            .meta
-            .mailbox_by_role(account_id, role)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("{} mailbox", role.as_str())))?;
+        let mailbox = self.role_mailbox(account_id, role).await?;
         let raw = Arc::new(raw);
-        let for_parse = Arc::clone(&raw);
-        let summary = tokio::task::spawn_blocking(move || postkeep_message::summarize(&for_parse))
-            .await
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let summary = Self::summarize(Arc::clone(&raw)).await?;
         self.prepare(account_id, mailbox.id, raw, &summary, internal_date, flags)
             .await
+    }
+
+    /// The account's mailbox with a special-use role (every account has one of each).
+    pub async fn role_mailbox(
+        &self,
+        account_id: AccountId,
+        role: MailboxRole,
+    ) -> Result<Mailbox, StoreError> {
+        self.meta
+            .mailbox_by_role(account_id, role)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("{} mailbox", role.as_str())))
+    }
+
+    /// Parses a message into its summary on a blocking thread (parsing is CPU-bound).
+    pub async fn summarize(raw: Arc<Vec<u8>>) -> Result<MessageSummary, StoreError> {
+        tokio::task::spawn_blocking(move || postkeep_message::summarize(&raw))
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))
     }
 
     /// A streaming reader of a stored message (blocking reads: use from a blocking context).
@@ -439,6 +451,36 @@ impl MailStore {
             rotated.push(self.keyring.rotate(&scope).await?);
         }
         Ok(rotated)
+    }
+
+    /// Deletes mail blobs no message refers to and older than `min_age`: left behind when a
+    /// process died between writing a blob and committing its row (the row is never committed
+    /// without its blob, so the reverse cannot happen). The age guard spares blobs of
+    /// deliveries still in flight in this or another process.
+    pub async fn remove_orphan_blobs(
+        &self,
+        min_age: std::time::Duration,
+    ) -> Result<usize, StoreError> {
+        let now = std::time::SystemTime::now();
+        let candidates: Vec<String> = self
+            .blobs
+            .list(BlobArea::Mail)
+            .await?
+            .into_iter()
+            .filter(|(_, modified)| now.duration_since(*modified).unwrap_or_default() >= min_age)
+            .map(|(id, _)| id)
+            .collect();
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        let referenced: std::collections::HashSet<String> =
+            self.meta.all_blob_ids().await?.into_iter().collect();
+        let mut removed = 0;
+        for id in candidates.iter().filter(|id| !referenced.contains(*id)) {
+            self.blobs.delete(BlobArea::Mail, id).await?;
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     /// The key scope of an account under the configured scoping.

@@ -340,3 +340,47 @@ async fn domain_with_accounts_cannot_be_removed_and_account_removal_deletes_blob
     assert!(store.blobs().list(BlobArea::Mail).await.unwrap().is_empty());
     store.meta().remove_domain("example.org").await.unwrap();
 }
+
+#[tokio::test]
+async fn orphan_blobs_are_swept_and_referenced_ones_kept() {
+    let fx = Fixture::new();
+    let (store, account) = store_with_account(&fx).await;
+    store
+        .append(
+            account.id,
+            MailboxRole::Inbox,
+            message("kept", "", "x"),
+            0,
+            &[],
+        )
+        .await
+        .unwrap();
+    // A blob written by a delivery that died before its commit.
+    store
+        .prepare_for_role(
+            account.id,
+            MailboxRole::Inbox,
+            message("lost", "", "y"),
+            0,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.blobs().list(BlobArea::Mail).await.unwrap().len(), 2);
+    let young = std::time::Duration::from_secs(3600);
+    assert_eq!(
+        store.remove_orphan_blobs(young).await.unwrap(),
+        0,
+        "too young to sweep"
+    );
+    assert_eq!(
+        store
+            .remove_orphan_blobs(std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        1
+    );
+    let records = store.account_messages(account.id).await.unwrap();
+    assert_eq!(records.len(), 1);
+    store.message_bytes(&records[0]).await.unwrap();
+}
