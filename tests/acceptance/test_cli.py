@@ -99,6 +99,27 @@ def test_key_rotation_keeps_old_mail_readable(make_server):
         split_received(found[0], sent)
 
 
+def test_master_rotation_while_serving_keeps_delivering(make_server):
+    """rotate-master runs online: the running server keeps reading old keys from its cache and
+    picks the new master key up from the file for keys wrapped after the rotation."""
+    srv = make_server()
+    alice = f"alice@{DOMAIN}"
+    first = make_message(secrets.token_hex(8), "before online rotation")
+    srv.send([alice], first)
+    old_key = srv.master_key_path.read_bytes()
+    srv.cli("keys", "rotate-master")
+    assert srv.master_key_path.read_bytes() != old_key, "rotate-master left master.key unchanged"
+    # An account created after the rotation has a data key wrapped only by the new master key.
+    newcomer = f"newcomer@{DOMAIN}"
+    srv.add_user(newcomer)
+    second = make_message(secrets.token_hex(8), "after online rotation")
+    srv.send([alice, newcomer], second)
+    alice_msgs = srv.export(alice)
+    assert len(alice_msgs) == 2, f"alice: expected 2 messages, got {len(alice_msgs)}"
+    newcomer_msgs = srv.export(newcomer)
+    assert len(newcomer_msgs) == 1 and newcomer_msgs[0].endswith(second), "new account lost mail"
+
+
 def dev_smtp_port(config: Path) -> int:
     m = re.search(r'^\s*smtp\s*=\s*"[^"]*:(\d+)"', config.read_text(), re.M)
     assert m, f"no smtp listener in {config}"
