@@ -151,6 +151,9 @@ impl BlobStore for LocalBlobStore {
     }
 
     async fn sync(&self, area: BlobArea, ids: &[String]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         let dirs: BTreeSet<PathBuf> = ids
             .iter()
             .map(|id| self.dir(area, id))

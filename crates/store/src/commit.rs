@@ -66,7 +66,9 @@ async fn run(
 async fn commit_group(meta: &dyn MetadataStore, blobs: &dyn BlobStore, group: Vec<Job>) {
     let blob_ids: Vec<String> = group
         .iter()
-        .flat_map(|job| job.batch.iter().map(|m| m.record.blob_id.clone()))
+        .flat_map(|job| job.batch.iter())
+        .filter(|m| !m.record.inline)
+        .map(|m| m.record.blob_id.clone())
         .collect();
     // Blob names must be durable before metadata that points at them is committed.
     if let Err(e) = blobs.sync(BlobArea::Mail, &blob_ids).await {

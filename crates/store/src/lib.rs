@@ -98,6 +98,10 @@ fn summary_aad(account_id: AccountId, message_id: &str) -> Vec<u8> {
 
 const MESSAGE_ID_INDEX: &[u8] = b"message-id blind index v1";
 
+/// Messages up to this size keep their sealed blob in the metadata row: most mail is small,
+/// and one database commit (shared by a whole group) is then the only durable write.
+pub const INLINE_MAX: u64 = 64 * 1024;
+
 /// Lowercases and checks an address (`local@domain`); returns it and its domain.
 pub fn normalize_address(address: &str) -> Result<(String, String), StoreError> {
     let address = address.trim().to_lowercase();
@@ -271,19 +275,8 @@ impl MailStore {
         let message_id = postkeep_crypto::random_id();
         let blob_id = postkeep_crypto::random_id();
         let size = raw.len() as u64;
-
-        let aad = blob_aad(account.id, &blob_id);
-        let blob_key = Arc::clone(&key);
-        self.blobs
-            .put(
-                BlobArea::Mail,
-                &blob_id,
-                Box::new(move |out| {
-                    let mut writer = BlobWriter::new(&blob_key, &aad, out)?;
-                    std::io::Write::write_all(&mut writer, &raw)?;
-                    writer.finish().map(|_| ())
-                }),
-            )
+        let inline_blob = self
+            .seal_blob(&key, account.id, &blob_id, raw, size <= INLINE_MAX)
             .await?;
 
         let summary_json =
@@ -315,6 +308,7 @@ impl MailStore {
                     id: message_id,
                     account_id: account.id,
                     blob_id,
+                    inline: inline_blob.is_some(),
                     key_id: key.id().to_string(),
                     internal_date,
                     size,
@@ -324,9 +318,43 @@ impl MailStore {
                 mailbox_id,
                 flags: Flag::to_bits(flags),
                 keywords: Vec::new(),
+                inline_blob,
                 message_id_hash: summary.message_id.as_deref().map(hash),
             },
         })
+    }
+
+    /// Compresses and seals a message: into memory when `inline` (returned, to be stored in the
+    /// metadata row), otherwise streamed into a durable blob-store file (returns `None`).
+    async fn seal_blob(
+        &self,
+        key: &Arc<DataKey>,
+        account_id: AccountId,
+        blob_id: &str,
+        raw: Arc<Vec<u8>>,
+        inline: bool,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let aad = blob_aad(account_id, blob_id);
+        let key = Arc::clone(key);
+        let seal = move |out: &mut dyn std::io::Write| -> std::io::Result<()> {
+            let mut writer = BlobWriter::new(&key, &aad, out)?;
+            std::io::Write::write_all(&mut writer, &raw)?;
+            writer.finish().map(|_| ())
+        };
+        if !inline {
+            self.blobs
+                .put(BlobArea::Mail, blob_id, Box::new(seal))
+                .await?;
+            return Ok(None);
+        }
+        tokio::task::spawn_blocking(move || {
+            let mut sealed = Vec::new();
+            seal(&mut sealed).map(|()| sealed)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+        .map(Some)
+        .map_err(StoreError::Io)
     }
 
     /// Commits prepared messages durably, batched with whatever other deliveries are in flight
@@ -336,7 +364,7 @@ impl MailStore {
         let result = self.committer.commit(batch.clone()).await;
         if result.is_err() {
             // Nothing refers to these blobs: do not leave them behind.
-            for new in &batch {
+            for new in batch.iter().filter(|new| !new.record.inline) {
                 let _ = self.blobs.delete(BlobArea::Mail, &new.record.blob_id).await;
             }
         }
@@ -402,7 +430,14 @@ impl MailStore {
         record: &MessageRecord,
     ) -> Result<Box<dyn Read + Send>, StoreError> {
         let key = self.keyring.key(&record.key_id).await?;
-        let sealed = self.blobs.open(BlobArea::Mail, &record.blob_id)?;
+        let sealed: Box<dyn Read + Send> = if record.inline {
+            let bytes = self.meta.inline_blob(&record.id).await?.ok_or_else(|| {
+                StoreError::NotFound(format!("inline blob of message {}", record.id))
+            })?;
+            Box::new(std::io::Cursor::new(bytes))
+        } else {
+            self.blobs.open(BlobArea::Mail, &record.blob_id)?
+        };
         let reader = BlobReader::new(&key, &blob_aad(record.account_id, &record.blob_id), sealed)?;
         Ok(Box::new(reader))
     }

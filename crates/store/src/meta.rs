@@ -28,7 +28,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn account_by_id(&self, id: AccountId) -> Result<Option<Account>, StoreError>;
     async fn list_accounts(&self) -> Result<Vec<Account>, StoreError>;
     async fn set_password_hash(&self, id: AccountId, hash: &str) -> Result<(), StoreError>;
-    /// Removes the account's rows and returns the blob ids that must now be deleted.
+    /// Removes the account's rows and returns the ids of its blobs in the blob store, which
+    /// must now be deleted.
     async fn remove_account(&self, id: AccountId) -> Result<Vec<String>, StoreError>;
 
     // Aliases: extra addresses delivering to an account.
@@ -90,6 +91,8 @@ pub trait MetadataStore: Send + Sync + 'static {
         &self,
         account_id: AccountId,
     ) -> Result<Vec<MessageRecord>, StoreError>;
-    /// Blob ids of every stored message (for consistency checks and backups).
+    /// The sealed blob stored in a message row (see `MessageRecord::inline`).
+    async fn inline_blob(&self, message_id: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Ids of every blob kept in the blob store (inline ones excluded), for orphan sweeps.
     async fn all_blob_ids(&self) -> Result<Vec<String>, StoreError>;
 }

@@ -164,6 +164,9 @@ pub struct MessageRecord {
     pub id: MessageId,
     pub account_id: AccountId,
     pub blob_id: String,
+    /// True when the sealed blob is kept in the metadata row instead of the blob store:
+    /// small messages then cost one durable write (the commit) instead of three.
+    pub inline: bool,
     /// Data key that sealed the blob and the summary.
     pub key_id: String,
     /// RFC 9051 INTERNALDATE (unix seconds).
@@ -184,6 +187,8 @@ pub struct NewMessage {
     pub mailbox_id: MailboxId,
     pub flags: u32,
     pub keywords: Vec<String>,
+    /// The sealed blob when it is small enough to live in the row (`record.inline`).
+    pub inline_blob: Option<Vec<u8>>,
     /// Keyed hash of the Message-ID header (a blind index): lets replies find their thread
     /// without the header being stored in clear.
     pub message_id_hash: Option<Vec<u8>>,

@@ -69,6 +69,8 @@ CREATE TABLE IF NOT EXISTS messages (
     id TEXT PRIMARY KEY,
     account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
     blob_id TEXT NOT NULL,
+    -- The sealed blob itself when small (NULL: it is in the blob store under blob_id).
+    inline_blob BLOB,
     key_id TEXT NOT NULL,
     internal_date INTEGER NOT NULL,
     size INTEGER NOT NULL,
@@ -203,6 +205,7 @@ fn record_from(row: &SqliteRow) -> Result<MessageRecord, StoreError> {
         id: row.try_get("id")?,
         account_id: row.try_get("account_id")?,
         blob_id: row.try_get("blob_id")?,
+        inline: row.try_get("inline")?,
         key_id: row.try_get("key_id")?,
         internal_date: row.try_get("internal_date")?,
         size: to_u64(row.try_get("size")?, "size")?,
@@ -229,7 +232,8 @@ fn now() -> i64 {
 }
 
 const MESSAGE_COLUMNS: &str =
-    "id, account_id, blob_id, key_id, internal_date, size, thread_id, summary";
+    "id, account_id, blob_id, inline_blob IS NOT NULL AS inline, key_id, internal_date, size, \
+     thread_id, summary";
 
 #[async_trait]
 impl MetadataStore for SqliteMeta {
@@ -370,11 +374,12 @@ impl MetadataStore for SqliteMeta {
 
     async fn remove_account(&self, id: AccountId) -> Result<Vec<String>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let blobs: Vec<String> =
-            sqlx::query_scalar("SELECT blob_id FROM messages WHERE account_id = ?")
-                .bind(id)
-                .fetch_all(&mut *tx)
-                .await?;
+        let blobs: Vec<String> = sqlx::query_scalar(
+            "SELECT blob_id FROM messages WHERE account_id = ? AND inline_blob IS NULL",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
         // Cascades remove mailboxes, entries, aliases and app passwords.
         let done = sqlx::query("DELETE FROM accounts WHERE id = ?")
             .bind(id)
@@ -674,10 +679,22 @@ impl MetadataStore for SqliteMeta {
         .collect()
     }
 
+    async fn inline_blob(&self, message_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT inline_blob FROM messages WHERE id = ?")
+                .bind(message_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten(),
+        )
+    }
+
     async fn all_blob_ids(&self) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT blob_id FROM messages")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT blob_id FROM messages WHERE inline_blob IS NULL")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 }
 
@@ -697,12 +714,13 @@ async fn append_one(
 ) -> Result<Appended, StoreError> {
     let record = &new.record;
     sqlx::query(
-        "INSERT INTO messages (id, account_id, blob_id, key_id, internal_date, size, thread_id, \
-         summary, msgid_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO messages (id, account_id, blob_id, inline_blob, key_id, internal_date, size, \
+         thread_id, summary, msgid_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&record.id)
     .bind(record.account_id)
     .bind(&record.blob_id)
+    .bind(&new.inline_blob)
     .bind(&record.key_id)
     .bind(record.internal_date)
     .bind(to_i64(record.size, "size")?)

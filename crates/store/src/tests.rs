@@ -39,6 +39,11 @@ async fn store_with_account(fx: &Fixture) -> (MailStore, Account) {
     (store, account)
 }
 
+/// A body big enough that its sealed blob goes to the blob store, not the metadata row.
+fn large_body() -> String {
+    "x".repeat(usize::try_from(INLINE_MAX).unwrap() + 1)
+}
+
 fn message(subject: &str, extra_headers: &str, body: &str) -> Vec<u8> {
     format!(
         "From: Bob <bob@remote.test>\r\nTo: alice@example.org\r\nSubject: {subject}\r\n\
@@ -326,7 +331,7 @@ async fn domain_with_accounts_cannot_be_removed_and_account_removal_deletes_blob
         .append(
             account.id,
             MailboxRole::Inbox,
-            message("x", "", "y"),
+            message("x", "", &large_body()),
             0,
             &[],
         )
@@ -349,7 +354,7 @@ async fn orphan_blobs_are_swept_and_referenced_ones_kept() {
         .append(
             account.id,
             MailboxRole::Inbox,
-            message("kept", "", "x"),
+            message("kept", "", &large_body()),
             0,
             &[],
         )
@@ -360,7 +365,7 @@ async fn orphan_blobs_are_swept_and_referenced_ones_kept() {
         .prepare_for_role(
             account.id,
             MailboxRole::Inbox,
-            message("lost", "", "y"),
+            message("lost", "", &large_body()),
             0,
             &[],
         )
@@ -383,4 +388,32 @@ async fn orphan_blobs_are_swept_and_referenced_ones_kept() {
     let records = store.account_messages(account.id).await.unwrap();
     assert_eq!(records.len(), 1);
     store.message_bytes(&records[0]).await.unwrap();
+}
+
+#[tokio::test]
+async fn small_messages_live_in_the_row_and_large_ones_in_the_blob_store() {
+    let fx = Fixture::new();
+    let (store, account) = store_with_account(&fx).await;
+    let small = message("small", "", "tiny");
+    let large = message("large", "", &large_body());
+    let other = message("other", "", "also tiny");
+    for raw in [small.clone(), large.clone(), other] {
+        store
+            .append(account.id, MailboxRole::Inbox, raw, 0, &[])
+            .await
+            .unwrap();
+    }
+    let records = store.account_messages(account.id).await.unwrap();
+    assert!(records[0].inline && !records[1].inline && records[2].inline);
+    assert_eq!(store.blobs().list(BlobArea::Mail).await.unwrap().len(), 1);
+    assert_eq!(store.message_bytes(&records[0]).await.unwrap(), small);
+    assert_eq!(store.message_bytes(&records[1]).await.unwrap(), large);
+    // An inline blob is bound to its blob id like a file blob: reading another row's sealed
+    // bytes under this record's identity fails authentication.
+    let mut forged = records[0].clone();
+    forged.id = records[2].id.clone();
+    assert!(matches!(
+        store.message_bytes(&forged).await,
+        Err(StoreError::Sealed(_))
+    ));
 }
