@@ -315,15 +315,15 @@ mod tests {
             DeliveryOutcome::Rejected(550, "5.7.1", _)
         ));
         assert_eq!(count(&store, "a@example.org", MailboxRole::Inbox).await, 0);
-        assert_eq!(
-            store
-                .blobs()
-                .list(postkeep_store::BlobArea::Mail)
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
+        // Nothing of the rejected message was stored, not even an unreferenced copy.
+        let account = store.find_account("a@example.org").await.unwrap().unwrap();
+        assert_eq!(store.account_messages(account.id).await.unwrap().len(), 1);
+        assert!(store
+            .blobs()
+            .list(postkeep_store::BlobArea::Mail)
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     #[tokio::test]
