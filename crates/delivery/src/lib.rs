@@ -10,13 +10,17 @@
 //! rejection never leaves a partial delivery behind.
 #![forbid(unsafe_code)]
 
+mod spool;
+
+pub use spool::{ReceivedMessage, SpoolSink, SPILL_AT};
+
 use std::io;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use postkeep_message::MessageSummary;
-use postkeep_smtp::{DeliveryOutcome, Envelope, MailHandler, MessageSink, RcptVerdict};
-use postkeep_store::{AccountId, Flag, MailStore, MailboxRole, Recipient};
+use postkeep_smtp::{DeliveryOutcome, Envelope, MailHandler, RcptVerdict};
+use postkeep_store::{AccountId, Flag, MailStore, MailboxRole, MessageBytes, Recipient};
 
 /// Where one recipient's copy goes, as decided by the stages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +34,8 @@ pub struct Filing {
 /// A message on its way through the pipeline.
 pub struct InboundMessage {
     pub envelope: Envelope,
-    pub raw: Arc<Vec<u8>>,
+    /// The message as received (in memory or spooled; `open()` reads it either way).
+    pub raw: MessageBytes,
     pub summary: MessageSummary,
     pub filings: Vec<Filing>,
 }
@@ -103,16 +108,28 @@ impl Deliverer {
         Ok(filings)
     }
 
-    /// Runs the pipeline and stores every copy; the whole message or nothing.
+    /// [`Deliverer::deliver_message`] for a message in memory, parsed here.
     pub async fn deliver_raw(&self, envelope: &Envelope, raw: Vec<u8>) -> DeliveryOutcome {
+        let raw = Arc::new(raw);
+        match MailStore::summarize(Arc::clone(&raw)).await {
+            Ok(summary) => {
+                self.deliver_message(envelope, MessageBytes::Memory(raw), summary)
+                    .await
+            }
+            Err(e) => DeliveryOutcome::TempFail(format!("parse task failed: {e}")),
+        }
+    }
+
+    /// Runs the pipeline and stores every copy; the whole message or nothing.
+    pub async fn deliver_message(
+        &self,
+        envelope: &Envelope,
+        raw: MessageBytes,
+        summary: MessageSummary,
+    ) -> DeliveryOutcome {
         let filings = match self.filings(envelope).await {
             Ok(filings) => filings,
             Err(reason) => return DeliveryOutcome::TempFail(reason),
-        };
-        let raw = Arc::new(raw);
-        let summary = match MailStore::summarize(Arc::clone(&raw)).await {
-            Ok(summary) => summary,
-            Err(e) => return DeliveryOutcome::TempFail(format!("parse task failed: {e}")),
         };
         let mut message = InboundMessage {
             envelope: envelope.clone(),
@@ -156,7 +173,7 @@ impl Deliverer {
                     .prepare(
                         filing.account_id,
                         mailbox.id,
-                        Arc::clone(&message.raw),
+                        &message.raw,
                         &message.summary,
                         now,
                         &filing.flags,
@@ -168,25 +185,9 @@ impl Deliverer {
     }
 }
 
-/// Collects a message body as it arrives. The SMTP server bounds its size
-/// (`max_message_size`), and the MIME parse at ingest needs the whole message once.
-// TODO(streaming ingest): spill to an encrypted smtp-incoming blob past a threshold once the
-// summary can be built by a streaming MIME scanner; today the body is held once in memory.
-pub struct BufferSink {
-    data: Vec<u8>,
-}
-
-#[async_trait]
-impl MessageSink for BufferSink {
-    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.data.extend_from_slice(bytes);
-        Ok(())
-    }
-}
-
 #[async_trait]
 impl MailHandler for Deliverer {
-    type Sink = BufferSink;
+    type Sink = SpoolSink;
 
     async fn check_recipient(&self, rcpt: &str) -> RcptVerdict {
         match self.store.resolve_recipient(rcpt).await {
@@ -200,14 +201,25 @@ impl MailHandler for Deliverer {
         }
     }
 
-    async fn begin_message(&self) -> io::Result<BufferSink> {
-        Ok(BufferSink {
-            data: Vec::with_capacity(64 * 1024),
-        })
+    async fn begin_message(&self) -> io::Result<SpoolSink> {
+        Ok(SpoolSink::new(Arc::clone(&self.store)))
     }
 
-    async fn deliver(&self, sink: BufferSink, envelope: &Envelope) -> DeliveryOutcome {
-        self.deliver_raw(envelope, sink.data).await
+    async fn deliver(&self, sink: SpoolSink, envelope: &Envelope) -> DeliveryOutcome {
+        match sink.finish().await {
+            Ok(ReceivedMessage {
+                bytes,
+                summary,
+                _spool,
+            }) => {
+                // `_spool` keeps a spool file alive until every copy is stored.
+                self.deliver_message(envelope, bytes, summary).await
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "spooling the message failed");
+                DeliveryOutcome::TempFail("storage temporarily unavailable".into())
+            }
+        }
     }
 }
 

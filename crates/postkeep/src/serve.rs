@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::datadir::DataDir;
 
-/// Files in the temp area older than this are deleted.
+/// Files in the temp and smtp-incoming areas older than this are deleted.
 const TEMP_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Blobs without a message row are swept only when older than this (deliveries in flight).
 const ORPHAN_MIN_AGE: Duration = Duration::from_secs(3600);
@@ -30,6 +30,8 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
     init_logging(&dir.config);
     let store = Arc::new(dir.open_store().await?);
     let tls = load_tls(&dir)?;
+    // Spool files of a previous process are sealed with keys that died with it: unreadable.
+    expire_area(&store, BlobArea::SmtpIncoming, Duration::ZERO).await?;
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut servers = JoinSet::new();
@@ -134,14 +136,16 @@ async fn shutdown_signal() {
     }
 }
 
-/// Hourly (and at start): expire the temp area, sweep blobs orphaned by a crash.
+/// Hourly (and at start): expire temporary files, sweep blobs orphaned by a crash.
 fn spawn_housekeeping(store: Arc<MailStore>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tick.tick().await;
-            if let Err(e) = expire_temp(&store).await {
-                tracing::warn!(error = %e, "temp expiry failed");
+            for area in [BlobArea::Temp, BlobArea::SmtpIncoming] {
+                if let Err(e) = expire_area(&store, area, TEMP_MAX_AGE).await {
+                    tracing::warn!(error = %e, area = area.as_str(), "expiry failed");
+                }
             }
             match store.remove_orphan_blobs(ORPHAN_MIN_AGE).await {
                 Ok(0) => {}
@@ -152,11 +156,12 @@ fn spawn_housekeeping(store: Arc<MailStore>) {
     });
 }
 
-async fn expire_temp(store: &MailStore) -> anyhow::Result<()> {
+/// Deletes the files of `area` older than `max_age`.
+async fn expire_area(store: &MailStore, area: BlobArea, max_age: Duration) -> anyhow::Result<()> {
     let now = std::time::SystemTime::now();
-    for (id, modified) in store.blobs().list(BlobArea::Temp).await? {
-        if now.duration_since(modified).unwrap_or_default() > TEMP_MAX_AGE {
-            store.blobs().delete(BlobArea::Temp, &id).await?;
+    for (id, modified) in store.blobs().list(area).await? {
+        if now.duration_since(modified).unwrap_or_default() >= max_age {
+            store.blobs().delete(area, &id).await?;
         }
     }
     Ok(())

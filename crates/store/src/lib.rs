@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod blob;
+mod bytes;
 mod commit;
 pub mod keyring;
 pub mod meta;
@@ -25,6 +26,7 @@ use postkeep_crypto::DataKey;
 use postkeep_message::MessageSummary;
 
 pub use blob::{BlobArea, BlobStore, LocalBlobStore};
+pub use bytes::{MessageBytes, OpenSpool};
 pub use keyring::{KeyScope, Keyring, MasterLoader};
 pub use meta::MetadataStore;
 pub use model::*;
@@ -265,7 +267,7 @@ impl MailStore {
         &self,
         account_id: AccountId,
         mailbox_id: MailboxId,
-        raw: Arc<Vec<u8>>,
+        raw: &MessageBytes,
         summary: &MessageSummary,
         internal_date: i64,
         flags: &[Flag],
@@ -274,10 +276,8 @@ impl MailStore {
         let key = self.account_key(&account).await?;
         let message_id = postkeep_crypto::random_id();
         let blob_id = postkeep_crypto::random_id();
-        let size = raw.len() as u64;
-        let inline_blob = self
-            .seal_blob(&key, account.id, &blob_id, raw, size <= INLINE_MAX)
-            .await?;
+        let size = raw.len();
+        let inline_blob = self.seal_blob(&key, account.id, &blob_id, raw).await?;
 
         let summary_json =
             serde_json::to_vec(summary).map_err(|e| StoreError::Invalid(e.to_string()))?;
@@ -324,23 +324,25 @@ impl MailStore {
         })
     }
 
-    /// Compresses and seals a message: into memory when `inline` (returned, to be stored in the
-    /// metadata row), otherwise streamed into a durable blob-store file (returns `None`).
+    /// Compresses and seals a message. A small one is sealed into memory and returned, to be
+    /// stored in its metadata row; a larger one is streamed into a durable blob-store file
+    /// (`None`), reading its source as it goes.
     async fn seal_blob(
         &self,
         key: &Arc<DataKey>,
         account_id: AccountId,
         blob_id: &str,
-        raw: Arc<Vec<u8>>,
-        inline: bool,
+        raw: &MessageBytes,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         let aad = blob_aad(account_id, blob_id);
         let key = Arc::clone(key);
+        let source = raw.clone();
         let seal = move |out: &mut dyn std::io::Write| -> std::io::Result<()> {
             let mut writer = BlobWriter::new(&key, &aad, out)?;
-            std::io::Write::write_all(&mut writer, &raw)?;
+            std::io::copy(&mut source.open()?, &mut writer)?;
             writer.finish().map(|_| ())
         };
+        let inline = matches!(raw, MessageBytes::Memory(_)) && raw.len() <= INLINE_MAX;
         if !inline {
             self.blobs
                 .put(BlobArea::Mail, blob_id, Box::new(seal))
@@ -401,7 +403,8 @@ impl MailStore {
         let mailbox = self.role_mailbox(account_id, role).await?;
         let raw = Arc::new(raw);
         let summary = Self::summarize(Arc::clone(&raw)).await?;
-        self.prepare(account_id, mailbox.id, raw, &summary, internal_date, flags)
+        let raw = MessageBytes::Memory(raw);
+        self.prepare(account_id, mailbox.id, &raw, &summary, internal_date, flags)
             .await
     }
 

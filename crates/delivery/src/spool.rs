@@ -1,0 +1,237 @@
+//! Message bodies as they arrive over SMTP: small ones in memory, large ones streamed into the
+//! `smtp-incoming` blob area, so a 50 MB message never needs 50 MB of RAM. The summary
+//! (envelope, body structure) is computed on the fly by a streaming parser, so the body is
+//! never read back just to parse it.
+//!
+//! A spooled body is sealed with an ephemeral key that exists only in this process's memory:
+//! whatever a crash leaves in `smtp-incoming` is unreadable ciphertext, swept at the next start.
+
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use postkeep_crypto::blob::{BlobReader, BlobWriter};
+use postkeep_crypto::DataKey;
+use postkeep_message::MessageSummary;
+
+// TEMPORARY stand-in until postkeep_message::StreamingSummarizer lands (same API); it buffers.
+struct StreamingSummarizer(Vec<u8>);
+
+impl StreamingSummarizer {
+    fn new() -> Self {
+        Self(Vec::new())
+    }
+    fn feed(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+    fn finish(self) -> MessageSummary {
+        postkeep_message::summarize(&self.0)
+    }
+}
+use postkeep_smtp::MessageSink;
+use postkeep_store::{BlobArea, MailStore, MessageBytes, OpenSpool, StoreError};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Bodies up to this size stay in memory; larger ones go to the spool.
+pub const SPILL_AT: usize = 1024 * 1024;
+/// Bytes handed to the spool writer at a time.
+const SPOOL_CHUNK: usize = 256 * 1024;
+
+fn spool_aad(id: &str) -> Vec<u8> {
+    format!("postkeep spool v1|{id}").into_bytes()
+}
+
+/// Collects one message body (see the module docs).
+pub struct SpoolSink {
+    store: Arc<MailStore>,
+    memory: Vec<u8>,
+    spill: Option<Spill>,
+    summarizer: StreamingSummarizer,
+    len: u64,
+}
+
+/// The spool file being written by a background task.
+struct Spill {
+    id: String,
+    key: Arc<DataKey>,
+    chunks: Option<mpsc::Sender<Vec<u8>>>,
+    writer: Option<JoinHandle<Result<u64, StoreError>>>,
+}
+
+/// A finished body: its bytes (in memory or spooled), its summary, and the spool file that is
+/// deleted when this is dropped.
+pub struct ReceivedMessage {
+    pub bytes: MessageBytes,
+    pub summary: MessageSummary,
+    /// Deletes the spool file (if any) when the message is dropped.
+    pub _spool: Option<SpoolFile>,
+}
+
+impl SpoolSink {
+    pub fn new(store: Arc<MailStore>) -> Self {
+        Self {
+            store,
+            memory: Vec::with_capacity(64 * 1024),
+            spill: None,
+            summarizer: StreamingSummarizer::new(),
+            len: 0,
+        }
+    }
+
+    /// Starts the spool writer and hands it what was buffered so far.
+    fn start_spill(&mut self) -> Spill {
+        let id = postkeep_crypto::random_id();
+        let key = Arc::new(DataKey::generate("spool"));
+        let (chunks, mut incoming) = mpsc::channel::<Vec<u8>>(4);
+        let (store, writer_key, writer_id) =
+            (Arc::clone(&self.store), Arc::clone(&key), id.clone());
+        let writer = tokio::spawn(async move {
+            let aad = spool_aad(&writer_id);
+            let fill = move |out: &mut dyn Write| -> io::Result<()> {
+                let mut sealed = BlobWriter::new(&writer_key, &aad, out)?;
+                // Runs on a blocking thread: waiting for the next chunk is fine here.
+                while let Some(chunk) = incoming.blocking_recv() {
+                    sealed.write_all(&chunk)?;
+                }
+                sealed.finish().map(|_| ())
+            };
+            store
+                .blobs()
+                .put(BlobArea::SmtpIncoming, &writer_id, Box::new(fill))
+                .await
+        });
+        Spill {
+            id,
+            key,
+            chunks: Some(chunks),
+            writer: Some(writer),
+        }
+    }
+
+    async fn send_to_spool(&mut self) -> io::Result<()> {
+        let chunk = std::mem::replace(&mut self.memory, Vec::with_capacity(SPOOL_CHUNK));
+        let Some(sender) = self.spill.as_ref().and_then(|spill| spill.chunks.as_ref()) else {
+            return Err(io::Error::other("spool writer is gone"));
+        };
+        sender
+            .send(chunk)
+            .await
+            .map_err(|_| io::Error::other("spool writer stopped"))
+    }
+
+    /// Ends the body: waits for the spool to be complete and returns the message.
+    pub async fn finish(mut self) -> io::Result<ReceivedMessage> {
+        let summary = std::mem::replace(&mut self.summarizer, StreamingSummarizer::new()).finish();
+        if self.spill.is_none() {
+            return Ok(ReceivedMessage {
+                bytes: MessageBytes::Memory(Arc::new(std::mem::take(&mut self.memory))),
+                summary,
+                _spool: None,
+            });
+        }
+        if !self.memory.is_empty() {
+            self.send_to_spool().await?;
+        }
+        let Some(mut spill) = self.spill.take() else {
+            return Err(io::Error::other("spool vanished"));
+        };
+        // From here the guard owns the file: it is deleted on every path once unneeded.
+        let spool = SpoolFile {
+            store: Arc::clone(&self.store),
+            id: spill.id.clone(),
+        };
+        // Closing the channel lets the writer seal the last chunk and sync the file.
+        spill.chunks = None;
+        if let Some(writer) = spill.writer.take() {
+            writer
+                .await
+                .map_err(io::Error::other)?
+                .map_err(io::Error::other)?;
+        }
+        let open = open_spool(
+            Arc::clone(&self.store),
+            spill.id.clone(),
+            Arc::clone(&spill.key),
+        );
+        Ok(ReceivedMessage {
+            bytes: MessageBytes::Spooled {
+                len: self.len,
+                open,
+            },
+            summary,
+            _spool: Some(spool),
+        })
+    }
+}
+
+fn open_spool(store: Arc<MailStore>, id: String, key: Arc<DataKey>) -> OpenSpool {
+    Arc::new(move || {
+        let sealed = store
+            .blobs()
+            .open(BlobArea::SmtpIncoming, &id)
+            .map_err(io::Error::other)?;
+        let reader = BlobReader::new(&key, &spool_aad(&id), sealed)?;
+        Ok(Box::new(reader) as Box<dyn io::Read + Send>)
+    })
+}
+
+#[async_trait]
+impl MessageSink for SpoolSink {
+    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.summarizer.feed(bytes);
+        self.len += bytes.len() as u64;
+        self.memory.extend_from_slice(bytes);
+        if self.spill.is_none() && self.memory.len() > SPILL_AT {
+            let spill = self.start_spill();
+            self.spill = Some(spill);
+        }
+        if self.spill.is_some() && self.memory.len() >= SPOOL_CHUNK {
+            self.send_to_spool().await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SpoolSink {
+    /// A body that was never finished (aborted transaction, rejected message): let its writer
+    /// end and delete what it wrote.
+    fn drop(&mut self) {
+        let Some(mut spill) = self.spill.take() else {
+            return;
+        };
+        spill.chunks = None;
+        let (Some(writer), Ok(runtime)) =
+            (spill.writer.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let store = Arc::clone(&self.store);
+        runtime.spawn(async move {
+            let _ = writer.await;
+            let _ = store
+                .blobs()
+                .delete(BlobArea::SmtpIncoming, &spill.id)
+                .await;
+        });
+    }
+}
+
+/// Deletes a finished spool file when the message no longer needs it.
+pub struct SpoolFile {
+    store: Arc<MailStore>,
+    id: String,
+}
+
+impl Drop for SpoolFile {
+    fn drop(&mut self) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (store, id) = (Arc::clone(&self.store), std::mem::take(&mut self.id));
+            runtime.spawn(async move {
+                if let Err(e) = store.blobs().delete(BlobArea::SmtpIncoming, &id).await {
+                    tracing::warn!(error = %e, "could not delete a spool file");
+                }
+            });
+        }
+    }
+}
