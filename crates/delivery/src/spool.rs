@@ -12,22 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use postkeep_crypto::blob::{BlobReader, BlobWriter};
 use postkeep_crypto::DataKey;
-use postkeep_message::MessageSummary;
-
-// TEMPORARY stand-in until postkeep_message::StreamingSummarizer lands (same API); it buffers.
-struct StreamingSummarizer(Vec<u8>);
-
-impl StreamingSummarizer {
-    fn new() -> Self {
-        Self(Vec::new())
-    }
-    fn feed(&mut self, bytes: &[u8]) {
-        self.0.extend_from_slice(bytes);
-    }
-    fn finish(self) -> MessageSummary {
-        postkeep_message::summarize(&self.0)
-    }
-}
+use postkeep_message::{MessageSummary, StreamingSummarizer};
 use postkeep_smtp::MessageSink;
 use postkeep_store::{BlobArea, MailStore, MessageBytes, OpenSpool, StoreError};
 use tokio::sync::mpsc;

@@ -17,7 +17,7 @@ pub const MAX_PARTS: usize = 1000;
 
 /// What a part without a usable Content-Type is taken to be.
 #[derive(Clone, Copy)]
-enum DefaultType {
+pub(crate) enum DefaultType {
     /// RFC 2045 §5.2: text/plain; charset=us-ascii.
     Text,
     /// RFC 2046 §5.1.5: message/rfc822 inside multipart/digest.
@@ -150,7 +150,7 @@ impl<'r> TreeBuilder<'r> {
 }
 
 /// A leaf node with the part's MIME fields (RFC 2045, RFC 2183, RFC 3282, RFC 2557).
-fn leaf(raw: &[u8], headers: &[Header<'_>], default: DefaultType) -> BodyPart {
+pub(crate) fn leaf(raw: &[u8], headers: &[Header<'_>], default: DefaultType) -> BodyPart {
     let (content_type, subtype, params) = media_type(headers, default);
     let encoding = raw::last_value(raw, headers, &HeaderName::ContentTransferEncoding)
         .filter(|e| !e.is_empty())
@@ -242,21 +242,21 @@ fn is_token(s: &str) -> bool {
 }
 
 /// RFC 2045 §6.1: 7bit, 8bit and binary leave the bytes as they are.
-fn is_identity_encoding(encoding: &str) -> bool {
+pub(crate) fn is_identity_encoding(encoding: &str) -> bool {
     matches!(encoding, "7BIT" | "8BIT" | "BINARY")
 }
 
-fn is_multipart(node: &BodyPart) -> bool {
+pub(crate) fn is_multipart(node: &BodyPart) -> bool {
     node.content_type == "MULTIPART"
 }
 
-fn is_message(node: &BodyPart) -> bool {
+pub(crate) fn is_message(node: &BodyPart) -> bool {
     node.content_type == "MESSAGE" && matches!(node.subtype.as_str(), "RFC822" | "GLOBAL")
 }
 
 /// Structure we cannot or will not expose: an opaque leaf over the same bytes, so the
 /// MULTIPART/children and MESSAGE/embedded invariants of [`BodyPart`] hold.
-fn make_opaque(node: &mut BodyPart) {
+pub(crate) fn make_opaque(node: &mut BodyPart) {
     node.content_type = "APPLICATION".into();
     node.subtype = "OCTET-STREAM".into();
     node.children.clear();

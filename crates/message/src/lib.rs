@@ -7,6 +7,10 @@
 //! - BODYSTRUCTURE: [`BodyPart`] tree with byte offsets into the raw message for every part.
 //! - Threading: Message-ID, In-Reply-To, References, Date and the RFC 5256 base subject.
 //!
+//! [`summarize`] is a thin wrapper over [`StreamingSummarizer`], which reads the message in
+//! chunks and keeps only header blocks and per-level state, so ingest never needs the whole
+//! message in memory; mail-parser parses the header blocks only.
+//!
 //! Input is untrusted: [`summarize`] never panics and caps the tree at [`MAX_DEPTH`] levels
 //! and [`MAX_PARTS`] parts. It summarises the bytes exactly as given: strip an mbox `From `
 //! line first, and normalise to CRLF first if IMAP will serve the message (IMAP sizes are of
@@ -16,6 +20,7 @@ mod body;
 mod envelope;
 mod model;
 mod raw;
+mod stream;
 mod subject;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -24,10 +29,22 @@ use mail_parser::{Message, MessageParser, PartType};
 
 pub use body::{MAX_DEPTH, MAX_PARTS};
 pub use model::{Address, BodyPart, EmbeddedMessage, Envelope, MessageSummary};
+pub use stream::StreamingSummarizer;
 pub use subject::base_subject;
 
 /// Summarises a raw RFC 5322 message. Best effort on malformed input; never panics.
+/// Same as feeding `raw` to a [`StreamingSummarizer`] in one chunk.
 pub fn summarize(raw: &[u8]) -> MessageSummary {
+    let mut s = StreamingSummarizer::new();
+    s.feed(raw);
+    s.finish()
+}
+
+/// Reference implementation: the whole message through mail-parser, as `summarize` worked
+/// before streaming. Needs the message in memory; kept only as the oracle the streaming path
+/// is tested against (tests/streaming.rs). Not for production use.
+#[doc(hidden)]
+pub fn summarize_with_mail_parser(raw: &[u8]) -> MessageSummary {
     // Defence in depth: mail-parser is third-party code fed hostile bytes. A panic in it
     // degrades to the minimal summary instead of taking down ingest.
     catch_unwind(AssertUnwindSafe(|| parse(raw)))
@@ -46,10 +63,19 @@ fn parse(raw: &[u8]) -> Option<MessageSummary> {
 fn from_message(raw: &[u8], message: &Message<'_>) -> Option<MessageSummary> {
     let headers = &message.parts.first()?.headers;
     let body = body::TreeBuilder::new(raw).message_body(message)?;
-    let subject = envelope::decoded_subject(headers);
     Some(MessageSummary {
-        envelope: envelope::envelope(raw, headers),
         body,
+        ..header_fields(raw, headers)
+    })
+}
+
+/// Everything a summary takes from the top-level header block (`raw` is the buffer the
+/// headers' offsets point into). Shared by [`summarize`] and [`StreamingSummarizer`].
+pub(crate) fn header_fields(raw: &[u8], headers: &[mail_parser::Header<'_>]) -> MessageSummary {
+    let subject = envelope::decoded_subject(headers);
+    MessageSummary {
+        envelope: envelope::envelope(raw, headers),
+        body: BodyPart::default(),
         message_id: envelope::ids(headers, &mail_parser::HeaderName::MessageId)
             .into_iter()
             .next(),
@@ -58,7 +84,7 @@ fn from_message(raw: &[u8], message: &Message<'_>) -> Option<MessageSummary> {
         sent_date: envelope::sent_date(headers),
         thread_subject: base_subject(subject.as_deref().unwrap_or_default()),
         subject,
-    })
+    }
 }
 
 /// Drops nested messages one level at a time. The derived drop of mail-parser's `Message`
@@ -80,16 +106,25 @@ fn dismantle(message: Message<'_>) {
 fn fallback(raw: &[u8]) -> MessageSummary {
     let body_offset = raw::header_end(raw);
     let content = raw.get(body_offset..).unwrap_or_default();
+    fallback_summary(
+        body_offset as u64,
+        raw.len() as u64,
+        raw::count_lines(content),
+    )
+}
+
+/// The fallback summary's shape, shared with the streaming path.
+pub(crate) fn fallback_summary(body_offset: u64, end_offset: u64, lines: u64) -> MessageSummary {
     MessageSummary {
         body: BodyPart {
             content_type: "TEXT".into(),
             subtype: "PLAIN".into(),
             params: vec![("charset".into(), "us-ascii".into())],
             encoding: "7BIT".into(),
-            lines: Some(raw::count_lines(content)),
+            lines: Some(lines),
             header_offset: 0,
-            body_offset: body_offset as u64,
-            end_offset: raw.len() as u64,
+            body_offset,
+            end_offset,
             ..BodyPart::default()
         },
         ..MessageSummary::default()

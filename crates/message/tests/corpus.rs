@@ -3,66 +3,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
+use common::strip_mbox_from_line;
 use postkeep_message::summarize;
-
-fn data_dir() -> PathBuf {
-    // The project root is two levels above this crate; the data sits beside the project.
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
-}
-
-/// Every regular file under `dir`, recursively, except the corpus metadata (.tsv etc.).
-fn message_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let entries = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("corpus directory {} unreadable: {e}", dir.display()));
-    for entry in entries {
-        let path = entry.expect("directory entry").path();
-        if path.is_dir() {
-            message_files(&path, out);
-        } else if !matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("tsv" | "csv" | "json" | "md" | "txt")
-        ) {
-            out.push(path);
-        }
-    }
-}
-
-/// The SpamAssassin files start with an mbox "From " line, which ingest would strip.
-fn strip_mbox_from_line(raw: &[u8]) -> &[u8] {
-    if raw.starts_with(b"From ") {
-        let next = raw
-            .iter()
-            .position(|b| *b == b'\n')
-            .map_or(raw.len(), |i| i + 1);
-        &raw[next..]
-    } else {
-        raw
-    }
-}
 
 #[test]
 fn corpus_messages_summarise_within_bounds() {
-    let root = data_dir();
-    let sets = [root.join("spamassassin"), root.join("phishing_pot")];
-    for set in &sets {
-        assert!(
-            set.is_dir(),
-            "test corpus missing: {} (see /work/shared/data/README.md)",
-            set.display()
-        );
-    }
-
-    let mut files = Vec::new();
-    message_files(&sets[0], &mut files);
-    files.retain(|f| f.parent() != Some(sets[0].as_path()));
-    message_files(&sets[1], &mut files);
-    assert!(
-        files.len() > 6000,
-        "only {} corpus files found",
-        files.len()
-    );
+    let files = common::corpus_files();
 
     let mut failures = Vec::new();
     let (mut with_from, mut multipart, mut embedded) = (0, 0, 0);

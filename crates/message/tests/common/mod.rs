@@ -1,7 +1,68 @@
 //! Checks shared by the hand-written and corpus tests.
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
+
 use postkeep_message::{BodyPart, MessageSummary, MAX_DEPTH, MAX_PARTS};
+
+pub fn data_dir() -> PathBuf {
+    // The project root is two levels above this crate; the data sits beside the project.
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
+}
+
+/// Every regular file under `dir`, recursively, except the corpus metadata (.tsv etc.).
+pub fn message_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let entries = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("corpus directory {} unreadable: {e}", dir.display()));
+    for entry in entries {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            message_files(&path, out);
+        } else if !matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("tsv" | "csv" | "json" | "md" | "txt")
+        ) {
+            out.push(path);
+        }
+    }
+}
+
+/// The SpamAssassin files start with an mbox "From " line, which ingest would strip.
+pub fn strip_mbox_from_line(raw: &[u8]) -> &[u8] {
+    if raw.starts_with(b"From ") {
+        let next = raw
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(raw.len(), |i| i + 1);
+        &raw[next..]
+    } else {
+        raw
+    }
+}
+
+/// The message files of the SpamAssassin and phishing_pot corpora (not the top-level
+/// metadata); panics with a clear message when the corpus is missing.
+pub fn corpus_files() -> Vec<PathBuf> {
+    let root = data_dir();
+    let sets = [root.join("spamassassin"), root.join("phishing_pot")];
+    for set in &sets {
+        assert!(
+            set.is_dir(),
+            "test corpus missing: {} (see /work/shared/data/README.md)",
+            set.display()
+        );
+    }
+    let mut files = Vec::new();
+    message_files(&sets[0], &mut files);
+    files.retain(|f| f.parent() != Some(sets[0].as_path()));
+    message_files(&sets[1], &mut files);
+    assert!(
+        files.len() > 6000,
+        "only {} corpus files found",
+        files.len()
+    );
+    files
+}
 
 /// Every structural promise `BodyPart` documents, checked against the raw bytes.
 /// Returns the number of parts, or a description of the first violation.
