@@ -103,16 +103,18 @@ enum DomainAction {
 
 #[derive(Subcommand)]
 enum UserAction {
-    /// Create an account; the password is read from standard input.
+    /// Create an account; the password (or an existing hash) is read from standard input.
+    #[command(group(clap::ArgGroup::new("secret").required(true)))]
     Add {
         address: String,
         #[arg(long)]
         data: PathBuf,
-        /// Read the password from standard input (required: passwords never go on the command line).
-        #[arg(long, required = true)]
+        /// Read the password from standard input (passwords never go on the command line).
+        #[arg(long, group = "secret")]
         password_stdin: bool,
-        /// Store this existing password hash ($argon2id$ or bcrypt $2b$) instead, e.g. when migrating.
-        #[arg(long, conflicts_with = "password_stdin")]
+        /// Read an existing password hash ($argon2id$ or bcrypt $2b$) from standard input
+        /// instead, when migrating from another host; bcrypt is upgraded at the next login.
+        #[arg(long, group = "secret")]
         password_hash_stdin: bool,
     },
     List {
