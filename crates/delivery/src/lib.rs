@@ -167,7 +167,17 @@ impl Deliverer {
         let mut prepared = Vec::with_capacity(message.filings.len());
         for filing in &message.filings {
             let role = filing.mailbox.unwrap_or(MailboxRole::Inbox);
-            let mailbox = self.store.role_mailbox(filing.account_id, role).await?;
+            let mailbox = match self.store.role_mailbox(filing.account_id, role).await {
+                Ok(mailbox) => mailbox,
+                // The user deleted (say) Junk: mail still arrives, in INBOX, as Dovecot does
+                // when a Sieve fileinto target is missing.
+                Err(postkeep_store::StoreError::NotFound(_)) if role != MailboxRole::Inbox => {
+                    self.store
+                        .role_mailbox(filing.account_id, MailboxRole::Inbox)
+                        .await?
+                }
+                Err(e) => return Err(e),
+            };
             prepared.push(
                 self.store
                     .prepare(
@@ -336,6 +346,27 @@ mod tests {
             .await
             .unwrap()
             .is_empty());
+    }
+
+    #[tokio::test]
+    async fn copies_for_a_deleted_role_mailbox_land_in_inbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let account = store.find_account("a@example.org").await.unwrap().unwrap();
+        let junk = store
+            .role_mailbox(account.id, MailboxRole::Junk)
+            .await
+            .unwrap();
+        store.delete_mailbox(junk.id).await.unwrap();
+        let deliverer = Deliverer::new(Arc::clone(&store), vec![Arc::new(FileIntoJunk)]);
+        let outcome = deliverer
+            .deliver_raw(
+                &envelope(&["a@example.org"]),
+                b"Subject: x\r\n\r\ny\r\n".to_vec(),
+            )
+            .await;
+        assert_eq!(outcome, DeliveryOutcome::Stored);
+        assert_eq!(count(&store, "a@example.org", MailboxRole::Inbox).await, 1);
     }
 
     #[tokio::test]

@@ -12,12 +12,14 @@
 pub mod blob;
 mod bytes;
 mod commit;
+mod hub;
 pub mod keyring;
 pub mod meta;
 pub mod model;
 pub mod sqlite;
 
 use std::io::Read;
+use std::ops::RangeInclusive;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -27,6 +29,7 @@ use postkeep_message::MessageSummary;
 
 pub use blob::{BlobArea, BlobStore, LocalBlobStore};
 pub use bytes::{MessageBytes, OpenSpool};
+pub use hub::MAILBOX_DELETED;
 pub use keyring::{KeyScope, Keyring, MasterLoader};
 pub use meta::MetadataStore;
 pub use model::*;
@@ -137,12 +140,36 @@ pub fn normalize_domain(domain: &str) -> Result<String, StoreError> {
     Ok(domain)
 }
 
+/// Checks a mailbox name and returns its canonical form: INBOX in any case is INBOX (RFC 9051
+/// §5.1). Names hold no control characters (the store's rename relies on it) and no empty
+/// hierarchy level (RFC 9051 §5.1.1: `/` separates levels).
+pub fn normalize_mailbox_name(name: &str) -> Result<String, StoreError> {
+    let invalid = || StoreError::Invalid(format!("invalid mailbox name {name:?}"));
+    if name.is_empty() || name.chars().any(char::is_control) {
+        return Err(invalid());
+    }
+    if name.split(HIERARCHY_SEPARATOR).any(str::is_empty) {
+        return Err(invalid());
+    }
+    Ok(if name.eq_ignore_ascii_case("INBOX") {
+        "INBOX".to_string()
+    } else {
+        name.to_string()
+    })
+}
+
+// TODO(docs/imap-plan.md §2.2): changes committed by *another process* (CLI import, a second
+// server) do not reach `watch` yet. The plan is a task with its own SQLite connection polling
+// `PRAGMA data_version` every 250 ms and calling `highest_modseqs` for watched mailboxes; it was
+// left out of the store groundwork for time, and is SQLite-specific, so it belongs behind a
+// clearly named method (e.g. `SqliteMeta::spawn_change_poller`).
 pub struct MailStore {
     meta: Arc<dyn MetadataStore>,
     blobs: Arc<dyn BlobStore>,
     keyring: Keyring,
     scope: KeyScope,
     committer: commit::GroupCommitter,
+    hub: hub::ChangeHub,
 }
 
 impl MailStore {
@@ -172,6 +199,7 @@ impl MailStore {
             keyring,
             scope,
             committer,
+            hub: hub::ChangeHub::default(),
         })
     }
 
@@ -364,10 +392,17 @@ impl MailStore {
     pub async fn commit(&self, prepared: Vec<Prepared>) -> Result<Vec<Appended>, StoreError> {
         let batch: Vec<NewMessage> = prepared.into_iter().map(|p| p.new).collect();
         let result = self.committer.commit(batch.clone()).await;
-        if result.is_err() {
-            // Nothing refers to these blobs: do not leave them behind.
-            for new in batch.iter().filter(|new| !new.record.inline) {
-                let _ = self.blobs.delete(BlobArea::Mail, &new.record.blob_id).await;
+        match &result {
+            Ok(appended) => {
+                for done in appended {
+                    self.hub.notify(done.mailbox_id, done.modseq);
+                }
+            }
+            Err(_) => {
+                // Nothing refers to these blobs: do not leave them behind.
+                for new in batch.iter().filter(|new| !new.record.inline) {
+                    let _ = self.blobs.delete(BlobArea::Mail, &new.record.blob_id).await;
+                }
             }
         }
         result
@@ -521,6 +556,139 @@ impl MailStore {
         Ok(removed)
     }
 
+    /// Notified with the mailbox's HIGHESTMODSEQ after every change committed through this
+    /// `MailStore` ([`MAILBOX_DELETED`] when it is deleted). See [`hub`](crate::hub).
+    pub fn watch(&self, mailbox_id: MailboxId) -> tokio::sync::watch::Receiver<u64> {
+        self.hub.watch(mailbox_id)
+    }
+
+    /// Deletes blobs of expunged messages after their rows are gone. A failure only leaves an
+    /// orphan for [`MailStore::remove_orphan_blobs`]; the expunge itself has happened.
+    async fn delete_blobs(&self, blob_ids: &[String]) {
+        for id in blob_ids {
+            if let Err(e) = self.blobs.delete(BlobArea::Mail, id).await {
+                tracing::warn!(blob = %id, error = %e, "could not delete an expunged blob");
+            }
+        }
+    }
+
+    /// RFC 9051 §6.3.4 CREATE, with an optional RFC 6154 role (`Conflict` if taken). A new
+    /// mailbox gets a UIDVALIDITY of at least the current time, above every earlier one.
+    pub async fn create_mailbox(
+        &self,
+        account_id: AccountId,
+        name: &str,
+        role: Option<MailboxRole>,
+    ) -> Result<Mailbox, StoreError> {
+        let name = normalize_mailbox_name(name)?;
+        let floor = u32::try_from(chrono::Utc::now().timestamp()).unwrap_or(1);
+        self.meta
+            .create_mailbox(account_id, &name, role, floor)
+            .await
+    }
+
+    /// RFC 9051 §6.3.6 RENAME (see [`MetadataStore::rename_mailbox`]).
+    pub async fn rename_mailbox(
+        &self,
+        account_id: AccountId,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<Mailbox>, StoreError> {
+        let (from, to) = (normalize_mailbox_name(from)?, normalize_mailbox_name(to)?);
+        let renamed = self.meta.rename_mailbox(account_id, &from, &to).await?;
+        if from == "INBOX" {
+            // INBOX was emptied: its sessions must see the expunges.
+            if let Some(inbox) = self.meta.mailbox_by_name(account_id, "INBOX").await? {
+                self.hub.notify(inbox.id, inbox.highest_modseq);
+            }
+        }
+        Ok(renamed)
+    }
+
+    /// RFC 9051 §6.3.5 DELETE: removes the mailbox and the messages only it held, then their
+    /// blobs; sessions watching it receive [`MAILBOX_DELETED`].
+    pub async fn delete_mailbox(&self, mailbox_id: MailboxId) -> Result<(), StoreError> {
+        let orphans = self.meta.delete_mailbox(mailbox_id).await?;
+        self.hub.notify(mailbox_id, MAILBOX_DELETED);
+        self.delete_blobs(&orphans).await;
+        Ok(())
+    }
+
+    /// STORE (see [`MetadataStore::update_flags`]).
+    pub async fn update_flags(&self, change: &FlagChange<'_>) -> Result<FlagOutcome, StoreError> {
+        let outcome = self.meta.update_flags(change).await?;
+        if !outcome.updated.is_empty() {
+            self.hub.notify(change.mailbox_id, outcome.highest_modseq);
+        }
+        Ok(outcome)
+    }
+
+    /// EXPUNGE (see [`MetadataStore::expunge`]); blobs are deleted after the commit, and a
+    /// reader that already opened one keeps reading the unlinked file.
+    pub async fn expunge(
+        &self,
+        mailbox_id: MailboxId,
+        uids: Option<&[u32]>,
+        require_deleted: bool,
+    ) -> Result<Expunged, StoreError> {
+        let expunged = self.meta.expunge(mailbox_id, uids, require_deleted).await?;
+        if !expunged.uids.is_empty() {
+            self.hub.notify(mailbox_id, expunged.modseq);
+        }
+        self.delete_blobs(&expunged.orphan_blobs).await;
+        Ok(expunged)
+    }
+
+    /// COPY, or MOVE with `remove_source` (see [`MetadataStore::copy_entries`]).
+    pub async fn copy_entries(
+        &self,
+        from: MailboxId,
+        uids: &[u32],
+        to: MailboxId,
+        remove_source: bool,
+    ) -> Result<Copied, StoreError> {
+        let copied = self
+            .meta
+            .copy_entries(from, uids, to, remove_source)
+            .await?;
+        if !copied.pairs.is_empty() {
+            self.hub.notify(to, copied.dest_modseq);
+        }
+        if let Some(expunged) = &copied.source_expunged {
+            if !expunged.uids.is_empty() {
+                self.hub.notify(from, expunged.modseq);
+            }
+            self.delete_blobs(&expunged.orphan_blobs).await;
+        }
+        Ok(copied)
+    }
+
+    /// FETCH rows for UID ranges (see [`MetadataStore::entry_records`]).
+    pub async fn entry_records(
+        &self,
+        mailbox_id: MailboxId,
+        uids: &[RangeInclusive<u32>],
+        with_summary: bool,
+    ) -> Result<Vec<EntryRecord>, StoreError> {
+        self.meta
+            .entry_records(mailbox_id, uids, with_summary)
+            .await
+    }
+
+    /// RFC 9208 usage and limit of an account.
+    pub async fn quota_usage(&self, account_id: AccountId) -> Result<QuotaUsage, StoreError> {
+        self.meta.quota_usage(account_id).await
+    }
+
+    /// Sets (or with `None` lifts) an account's storage limit in bytes.
+    pub async fn set_quota(
+        &self,
+        account_id: AccountId,
+        bytes: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.meta.set_quota(account_id, bytes).await
+    }
+
     /// The key scope of an account under the configured scoping.
     pub fn scope_of(&self, account: &Account) -> String {
         self.scope.scope_for(account.domain_id, account.id)
@@ -529,3 +697,5 @@ impl MailStore {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_imap;

@@ -2,6 +2,8 @@
 //! sizes, dates) and opaque sealed bytes; sealing happens above them in [`crate::MailStore`], so
 //! a new backend (PostgreSQL) never touches keys or message content.
 
+use std::ops::RangeInclusive;
+
 use async_trait::async_trait;
 
 use crate::model::*;
@@ -73,7 +75,86 @@ pub trait MetadataStore: Send + Sync + 'static {
         role: MailboxRole,
     ) -> Result<Option<Mailbox>, StoreError>;
 
+    /// Creates a mailbox. `uid_validity` is a floor: the backend assigns at least one more than
+    /// the last UIDVALIDITY given in the account, so a re-created name never reuses one
+    /// (RFC 9051 §2.3.1.1). `Conflict` when the name or the role is taken (roles: RFC 6154).
+    async fn create_mailbox(
+        &self,
+        account_id: AccountId,
+        name: &str,
+        role: Option<MailboxRole>,
+        uid_validity: u32,
+    ) -> Result<Mailbox, StoreError>;
+    /// RFC 9051 §6.3.6 RENAME: `from` and its children (`from/...`) take the new name, keeping
+    /// ids, object ids and UIDs. Renaming INBOX instead moves its messages into a new mailbox
+    /// `to` and leaves INBOX empty (its children stay). Returns the renamed (or new) mailboxes.
+    async fn rename_mailbox(
+        &self,
+        account_id: AccountId,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<Mailbox>, StoreError>;
+    /// Deletes one mailbox (not its children, RFC 9051 §6.3.5) and the messages only it held;
+    /// returns their blob-store ids, to delete after commit. INBOX cannot be deleted.
+    async fn delete_mailbox(&self, mailbox_id: MailboxId) -> Result<Vec<String>, StoreError>;
+    async fn mailbox_by_name(
+        &self,
+        account_id: AccountId,
+        name: &str,
+    ) -> Result<Option<Mailbox>, StoreError>;
+    async fn mailbox_by_id(&self, id: MailboxId) -> Result<Option<Mailbox>, StoreError>;
+    /// RFC 9051 §6.3.7: subscriptions are names, which need not exist.
+    async fn set_subscribed(
+        &self,
+        account_id: AccountId,
+        name: &str,
+        on: bool,
+    ) -> Result<(), StoreError>;
+    async fn subscriptions(&self, account_id: AccountId) -> Result<Vec<String>, StoreError>;
+    async fn mailbox_counts(&self, mailbox_id: MailboxId) -> Result<MailboxCounts, StoreError>;
+    /// HIGHESTMODSEQ of each existing mailbox among `ids`.
+    async fn highest_modseqs(&self, ids: &[MailboxId])
+        -> Result<Vec<(MailboxId, u64)>, StoreError>;
+
     // Messages
+    /// Entries whose UID lies in any of `uids`, with their message rows, in UID order: one
+    /// query, not one per message. A reversed range counts both ways round (RFC 9051 §9).
+    async fn entry_records(
+        &self,
+        mailbox_id: MailboxId,
+        uids: &[RangeInclusive<u32>],
+        with_summary: bool,
+    ) -> Result<Vec<EntryRecord>, StoreError>;
+    /// STORE: one new MODSEQ for the command, given only to entries that change; the
+    /// UNCHANGEDSINCE test (RFC 7162 §3.1.3) runs in the same transaction.
+    async fn update_flags(&self, change: &FlagChange<'_>) -> Result<FlagOutcome, StoreError>;
+    /// EXPUNGE (RFC 9051 §6.4.3), UID EXPUNGE (RFC 4315 §2.1) when `uids` is given; only
+    /// `\Deleted` entries if `require_deleted`. Records `vanished` rows (RFC 7162 §3.2.10).
+    async fn expunge(
+        &self,
+        mailbox_id: MailboxId,
+        uids: Option<&[u32]>,
+        require_deleted: bool,
+    ) -> Result<Expunged, StoreError>;
+    /// COPY (RFC 9051 §6.4.7) within an account, or MOVE (RFC 6851) with `remove_source`:
+    /// the message rows are shared, new UIDs are assigned in the target.
+    async fn copy_entries(
+        &self,
+        from: MailboxId,
+        uids: &[u32],
+        to: MailboxId,
+        remove_source: bool,
+    ) -> Result<Copied, StoreError>;
+    /// Entries and vanished UIDs with a MODSEQ above `modseq`, read in one snapshot.
+    async fn changes_since(
+        &self,
+        mailbox_id: MailboxId,
+        modseq: u64,
+    ) -> Result<Changes, StoreError>;
+    /// RFC 9208 STORAGE and MESSAGE usage of an account, with its limit.
+    async fn quota_usage(&self, account_id: AccountId) -> Result<QuotaUsage, StoreError>;
+    async fn set_quota(&self, account_id: AccountId, bytes: Option<u64>) -> Result<(), StoreError>;
+
     /// Appends a batch in ONE durable transaction (group commit): assigns UIDs and MODSEQs,
     /// bumps UIDNEXT/HIGHESTMODSEQ, and returns only after the commit is on disk.
     async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError>;

@@ -101,7 +101,12 @@ pub struct Mailbox {
     pub uid_next: u32,
     /// RFC 7162 CONDSTORE: the highest MODSEQ of any change in this mailbox.
     pub highest_modseq: u64,
+    /// RFC 8474 MAILBOXID: random, and kept across RENAME.
+    pub object_id: String,
 }
+
+/// The IMAP hierarchy separator (RFC 9051 §5.1.1): `a/b` is a child of `a`.
+pub const HIERARCHY_SEPARATOR: char = '/';
 
 /// IMAP system flags (RFC 9051 §2.3.2), stored as a bitmask because IMAP needs them in clear.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -122,7 +127,10 @@ impl Flag {
         Flag::Draft,
     ];
 
-    fn bit(self) -> u32 {
+    /// Every system-flag bit; anything outside it is not a flag.
+    pub const ALL_BITS: u32 = 31;
+
+    pub fn bit(self) -> u32 {
         match self {
             Flag::Seen => 1,
             Flag::Answered => 2,
@@ -157,6 +165,10 @@ pub struct MessageEntry {
     /// RFC 8514 SAVEDATE (unix seconds).
     pub save_date: i64,
 }
+
+// TODO(docs/imap-plan.md §2.3): IMAP and POP3 serve the CRLF "wire form" (`wire_size`, wire
+// summaries, a ranged LF→CRLF reader). That is the IMAP session's step, not done here: `size`
+// below is still the stored (raw) size.
 
 /// Per-message facts stored once, whatever mailbox holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,4 +236,96 @@ pub struct AppPassword {
     pub name: String,
     pub digest: Vec<u8>,
     pub created: i64,
+}
+
+/// STATUS-style counters of one mailbox (RFC 9051 §6.3.11, RFC 8438 SIZE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MailboxCounts {
+    pub messages: u32,
+    /// Entries without `\Seen`.
+    pub unseen: u32,
+    /// Entries with `\Deleted` (RFC 9051 STATUS DELETED).
+    pub deleted: u32,
+    /// Sum of the entries' message sizes.
+    pub size: u64,
+}
+
+/// How STORE changes flags (RFC 9051 §6.4.6: `+FLAGS`, `-FLAGS`, `FLAGS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagOp {
+    Add,
+    Remove,
+    Replace,
+}
+
+/// One STORE command over a set of UIDs.
+#[derive(Debug, Clone)]
+pub struct FlagChange<'a> {
+    pub mailbox_id: MailboxId,
+    pub uids: &'a [u32],
+    pub op: FlagOp,
+    /// System-flag bits ([`Flag::to_bits`]).
+    pub flags: u32,
+    pub keywords: &'a [String],
+    /// RFC 7162 §3.1.3 UNCHANGEDSINCE.
+    pub unchanged_since: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagOutcome {
+    /// Entries whose flags changed, as they are now (all with the command's one new MODSEQ).
+    pub updated: Vec<MessageEntry>,
+    /// UIDs refused by UNCHANGEDSINCE: the `[MODIFIED ...]` set (RFC 7162 §3.1.3).
+    pub modified: Vec<u32>,
+    pub highest_modseq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expunged {
+    /// Expunged UIDs, ascending.
+    pub uids: Vec<u32>,
+    /// The MODSEQ recorded for them in `vanished` (the mailbox's HIGHESTMODSEQ if none).
+    pub modseq: u64,
+    /// Blob-store ids of messages nothing references any more: delete them after commit.
+    pub orphan_blobs: Vec<String>,
+}
+
+/// Result of COPY/MOVE, enough for `[COPYUID validity src dst]` (RFC 4315 §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copied {
+    /// UIDVALIDITY of the target mailbox.
+    pub uid_validity: u32,
+    /// (source UID, target UID), ascending by source UID.
+    pub pairs: Vec<(u32, u32)>,
+    pub dest_modseq: u64,
+    /// `Some` for MOVE (RFC 6851).
+    pub source_expunged: Option<Expunged>,
+}
+
+/// What changed in a mailbox after a MODSEQ (RFC 7162 CHANGEDSINCE / QRESYNC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// Entries with `modseq > since`, ascending by UID.
+    pub changed: Vec<MessageEntry>,
+    /// UIDs expunged with `modseq > since`, ascending.
+    pub vanished: Vec<u32>,
+    pub highest_modseq: u64,
+    pub uid_next: u32,
+}
+
+/// An entry with its message row, for FETCH. Without the summary, `record.sealed_summary` is
+/// empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryRecord {
+    pub entry: MessageEntry,
+    pub record: MessageRecord,
+}
+
+/// RFC 9208 usage of one account: STORAGE counts every entry, so copies count twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaUsage {
+    pub bytes: u64,
+    pub messages: u64,
+    /// `None`: no limit.
+    pub limit_bytes: Option<u64>,
 }

@@ -13,6 +13,11 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 
+mod entries;
+mod mailboxes;
+
+use std::ops::RangeInclusive;
+
 use crate::meta::MetadataStore;
 use crate::model::*;
 use crate::StoreError;
@@ -32,7 +37,11 @@ CREATE TABLE IF NOT EXISTS accounts (
     id INTEGER PRIMARY KEY,
     domain_id INTEGER NOT NULL REFERENCES domains(id),
     address TEXT NOT NULL UNIQUE,
-    password_hash TEXT
+    password_hash TEXT,
+    -- RFC 9208 STORAGE limit in bytes; NULL: unlimited.
+    quota_bytes INTEGER,
+    -- The last UIDVALIDITY handed out, so a re-created mailbox gets a new one (RFC 9051 §2.3.1.1).
+    last_uid_validity INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS aliases (
     address TEXT PRIMARY KEY,
@@ -63,8 +72,19 @@ CREATE TABLE IF NOT EXISTS mailboxes (
     uid_validity INTEGER NOT NULL,
     uid_next INTEGER NOT NULL,
     highest_modseq INTEGER NOT NULL,
+    -- RFC 8474 MAILBOXID.
+    object_id TEXT NOT NULL UNIQUE,
     UNIQUE (account_id, name)
 );
+-- RFC 6154: one mailbox per special-use role and account.
+CREATE UNIQUE INDEX IF NOT EXISTS mailboxes_by_role ON mailboxes (account_id, role)
+    WHERE role IS NOT NULL;
+-- RFC 9051 §6.3.7: names, which need not exist.
+CREATE TABLE IF NOT EXISTS subscriptions (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    PRIMARY KEY (account_id, name)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS messages (
     id TEXT PRIMARY KEY,
     account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
@@ -91,6 +111,8 @@ CREATE TABLE IF NOT EXISTS mailbox_entries (
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_by_message ON mailbox_entries (message_id);
+-- RFC 7162 CHANGEDSINCE / QRESYNC read entries by MODSEQ.
+CREATE INDEX IF NOT EXISTS entries_by_modseq ON mailbox_entries (mailbox_id, modseq);
 -- RFC 7162 §3.2.10: expunged UIDs with their MODSEQ, for VANISHED under QRESYNC.
 CREATE TABLE IF NOT EXISTS vanished (
     mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
@@ -98,6 +120,7 @@ CREATE TABLE IF NOT EXISTS vanished (
     modseq INTEGER NOT NULL,
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS vanished_by_modseq ON vanished (mailbox_id, modseq);
 "#;
 
 pub struct SqliteMeta {
@@ -186,6 +209,7 @@ fn mailbox_from(row: &SqliteRow) -> Result<Mailbox, StoreError> {
         uid_validity: to_u32(row.try_get("uid_validity")?, "uid_validity")?,
         uid_next: to_u32(row.try_get("uid_next")?, "uid_next")?,
         highest_modseq: to_u64(row.try_get("highest_modseq")?, "highest_modseq")?,
+        object_id: row.try_get("object_id")?,
     })
 }
 
@@ -230,6 +254,9 @@ fn entry_from(row: &SqliteRow) -> Result<MessageEntry, StoreError> {
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
+
+const MAILBOX_COLUMNS: &str =
+    "id, account_id, name, role, uid_validity, uid_next, highest_modseq, object_id";
 
 const MESSAGE_COLUMNS: &str =
     "id, account_id, blob_id, inline_blob IS NOT NULL AS inline, key_id, internal_date, size, \
@@ -315,17 +342,14 @@ impl MetadataStore for SqliteMeta {
         .await
         .map_err(|e| StoreError::conflict_or(e, format!("account {address} already exists")))?;
         let account = account_from(&row)?;
-        for role in MailboxRole::ALL {
-            sqlx::query(
-                "INSERT INTO mailboxes (account_id, name, role, uid_validity, uid_next, \
-                 highest_modseq) VALUES (?, ?, ?, ?, 1, 1)",
-            )
-            .bind(account.id)
-            .bind(role.default_name())
-            .bind(role.as_str())
+        sqlx::query("UPDATE accounts SET last_uid_validity = ? WHERE id = ?")
             .bind(i64::from(uid_validity))
+            .bind(account.id)
             .execute(&mut *tx)
             .await?;
+        for role in MailboxRole::ALL {
+            let new = mailboxes::NewMailbox::empty(role.default_name(), Some(role), uid_validity);
+            mailboxes::insert(&mut tx, account.id, &new).await?;
         }
         tx.commit().await?;
         Ok(account)
@@ -577,10 +601,9 @@ impl MetadataStore for SqliteMeta {
     }
 
     async fn list_mailboxes(&self, account_id: AccountId) -> Result<Vec<Mailbox>, StoreError> {
-        sqlx::query(
-            "SELECT id, account_id, name, role, uid_validity, uid_next, highest_modseq \
-             FROM mailboxes WHERE account_id = ? ORDER BY id",
-        )
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE account_id = ? ORDER BY id"
+        )))
         .bind(account_id)
         .fetch_all(&self.pool)
         .await?
@@ -594,10 +617,9 @@ impl MetadataStore for SqliteMeta {
         account_id: AccountId,
         role: MailboxRole,
     ) -> Result<Option<Mailbox>, StoreError> {
-        sqlx::query(
-            "SELECT id, account_id, name, role, uid_validity, uid_next, highest_modseq \
-             FROM mailboxes WHERE account_id = ? AND role = ?",
-        )
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE account_id = ? AND role = ?"
+        )))
         .bind(account_id)
         .bind(role.as_str())
         .fetch_optional(&self.pool)
@@ -605,6 +627,132 @@ impl MetadataStore for SqliteMeta {
         .as_ref()
         .map(mailbox_from)
         .transpose()
+    }
+
+    async fn create_mailbox(
+        &self,
+        account_id: AccountId,
+        name: &str,
+        role: Option<MailboxRole>,
+        uid_validity: u32,
+    ) -> Result<Mailbox, StoreError> {
+        mailboxes::create(self, account_id, name, role, uid_validity).await
+    }
+
+    async fn rename_mailbox(
+        &self,
+        account_id: AccountId,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<Mailbox>, StoreError> {
+        mailboxes::rename(self, account_id, from, to).await
+    }
+
+    async fn delete_mailbox(&self, mailbox_id: MailboxId) -> Result<Vec<String>, StoreError> {
+        mailboxes::delete(self, mailbox_id).await
+    }
+
+    async fn mailbox_by_name(
+        &self,
+        account_id: AccountId,
+        name: &str,
+    ) -> Result<Option<Mailbox>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        mailboxes::by_name(&mut conn, account_id, name).await
+    }
+
+    async fn mailbox_by_id(&self, id: MailboxId) -> Result<Option<Mailbox>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        mailboxes::by_id(&mut conn, id).await
+    }
+
+    async fn set_subscribed(
+        &self,
+        account_id: AccountId,
+        name: &str,
+        on: bool,
+    ) -> Result<(), StoreError> {
+        mailboxes::set_subscribed(self, account_id, name, on).await
+    }
+
+    async fn subscriptions(&self, account_id: AccountId) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT name FROM subscriptions WHERE account_id = ? ORDER BY name")
+                .bind(account_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn mailbox_counts(&self, mailbox_id: MailboxId) -> Result<MailboxCounts, StoreError> {
+        entries::counts(self, mailbox_id).await
+    }
+
+    async fn highest_modseqs(
+        &self,
+        ids: &[MailboxId],
+    ) -> Result<Vec<(MailboxId, u64)>, StoreError> {
+        entries::highest_modseqs(self, ids).await
+    }
+
+    async fn entry_records(
+        &self,
+        mailbox_id: MailboxId,
+        uids: &[RangeInclusive<u32>],
+        with_summary: bool,
+    ) -> Result<Vec<EntryRecord>, StoreError> {
+        entries::records(self, mailbox_id, uids, with_summary).await
+    }
+
+    async fn update_flags(&self, change: &FlagChange<'_>) -> Result<FlagOutcome, StoreError> {
+        entries::update_flags(self, change).await
+    }
+
+    async fn expunge(
+        &self,
+        mailbox_id: MailboxId,
+        uids: Option<&[u32]>,
+        require_deleted: bool,
+    ) -> Result<Expunged, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let expunged = entries::expunge_in(&mut tx, mailbox_id, uids, require_deleted).await?;
+        tx.commit().await?;
+        Ok(expunged)
+    }
+
+    async fn copy_entries(
+        &self,
+        from: MailboxId,
+        uids: &[u32],
+        to: MailboxId,
+        remove_source: bool,
+    ) -> Result<Copied, StoreError> {
+        entries::copy(self, from, uids, to, remove_source).await
+    }
+
+    async fn changes_since(
+        &self,
+        mailbox_id: MailboxId,
+        modseq: u64,
+    ) -> Result<Changes, StoreError> {
+        entries::changes_since(self, mailbox_id, modseq).await
+    }
+
+    async fn quota_usage(&self, account_id: AccountId) -> Result<QuotaUsage, StoreError> {
+        entries::quota_usage(self, account_id).await
+    }
+
+    async fn set_quota(&self, account_id: AccountId, bytes: Option<u64>) -> Result<(), StoreError> {
+        let bytes = bytes.map(|b| to_i64(b, "quota")).transpose()?;
+        let done = sqlx::query("UPDATE accounts SET quota_bytes = ? WHERE id = ?")
+            .bind(bytes)
+            .bind(account_id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("account #{account_id}")));
+        }
+        Ok(())
     }
 
     async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {

@@ -4,32 +4,32 @@ use postkeep_crypto::MasterKey;
 
 use super::*;
 
-struct Fixture {
+pub(crate) struct Fixture {
     dir: tempfile::TempDir,
     master_hex: String,
 }
 
 impl Fixture {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             dir: tempfile::tempdir().unwrap(),
             master_hex: MasterKey::generate().to_hex().to_string(),
         }
     }
 
-    fn loader(&self) -> MasterLoader {
+    pub(crate) fn loader(&self) -> MasterLoader {
         let hex = self.master_hex.clone();
         Arc::new(move || MasterKey::from_hex(&hex, "test"))
     }
 
-    async fn open(&self, scope: KeyScope) -> MailStore {
+    pub(crate) async fn open(&self, scope: KeyScope) -> MailStore {
         MailStore::open_embedded(self.dir.path(), scope, self.loader())
             .await
             .unwrap()
     }
 }
 
-async fn store_with_account(fx: &Fixture) -> (MailStore, Account) {
+pub(crate) async fn store_with_account(fx: &Fixture) -> (MailStore, Account) {
     let store = fx.open(KeyScope::Account).await;
     store.add_domain("Example.ORG").await.unwrap();
     let account = store
@@ -40,11 +40,11 @@ async fn store_with_account(fx: &Fixture) -> (MailStore, Account) {
 }
 
 /// A body big enough that its sealed blob goes to the blob store, not the metadata row.
-fn large_body() -> String {
+pub(crate) fn large_body() -> String {
     "x".repeat(usize::try_from(INLINE_MAX).unwrap() + 1)
 }
 
-fn message(subject: &str, extra_headers: &str, body: &str) -> Vec<u8> {
+pub(crate) fn message(subject: &str, extra_headers: &str, body: &str) -> Vec<u8> {
     format!(
         "From: Bob <bob@remote.test>\r\nTo: alice@example.org\r\nSubject: {subject}\r\n\
          {extra_headers}\r\n{body}\r\n"
