@@ -43,6 +43,40 @@ def test_user_and_domain_commands(make_server):
     assert "other.test" not in srv.cli("domain", "list").stdout.decode().split()
 
 
+def test_app_passwords_are_generated_listed_and_revoked(make_server):
+    srv = make_server(users=(f"yann@{DOMAIN}",), start=False)
+    yann = f"yann@{DOMAIN}"
+    out = srv.cli("user", "app-password", "add", yann, "phone").stdout.decode()
+    secret = re.search(r"phone for \S+: (\S+)", out)
+    assert secret, f"no app password printed: {out!r}"
+    # At least 128 random bits: 32 base32 characters carry 160.
+    assert len(secret.group(1).replace("-", "")) >= 26, secret.group(1)
+    again = srv.cli("user", "app-password", "add", yann, "laptop").stdout.decode()
+    assert secret.group(1) not in again, "app passwords must be fresh each time"
+    listed = srv.cli("user", "app-password", "list", yann).stdout.decode()
+    assert {line.split("\t")[0] for line in listed.splitlines()} == {"phone", "laptop"}, listed
+    # The secret is never stored in clear.
+    for path in srv.data.rglob("*"):
+        if path.is_file():
+            assert secret.group(1).encode() not in path.read_bytes(), f"app password in {path}"
+    srv.cli("user", "app-password", "revoke", yann, "phone")
+    listed = srv.cli("user", "app-password", "list", yann).stdout.decode()
+    assert "phone" not in listed, listed
+    refused = srv.cli("user", "app-password", "revoke", yann, "phone", check=False)
+    assert refused.returncode != 0, "revoking a missing app password must fail"
+
+
+def test_migrated_bcrypt_hash_is_accepted_by_user_add(make_server):
+    srv = make_server(users=(), start=False)
+    bcrypt_hash = "$2b$12$KIXQJKhV7JRbIwoK0l0ZoeBJc7rQm/8sdcw5gPu6Q2Ke7vB5UQG8u"
+    srv.cli("user", "add", f"old@{DOMAIN}", "--password-hash-stdin",
+            input=(bcrypt_hash + "\n").encode())
+    assert f"old@{DOMAIN}" in srv.cli("user", "list").stdout.decode().split()
+    bad = srv.cli("user", "add", f"bad@{DOMAIN}", "--password-hash-stdin",
+                  input=b"plaintext-not-a-hash\n", check=False)
+    assert bad.returncode != 0 and b"unsupported password hash" in bad.stderr
+
+
 def rcpt_code(srv, address: str) -> tuple[int, str]:
     raw = srv.raw()
     try:
