@@ -1,6 +1,7 @@
 //! ChangeHub (docs/imap-plan.md §2.2): one `watch` channel per mailbox carrying its
 //! HIGHESTMODSEQ, so IDLE and selected sessions learn of changes made by other sessions of
-//! this process. `watch` merges bursts and always keeps the latest value.
+//! this process. `watch` merges bursts and always keeps the latest value. Changes committed
+//! by other processes reach it through the [`poller`](crate::poller).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -53,6 +54,13 @@ impl ChangeHub {
             }
             newer
         });
+    }
+
+    /// The mailboxes someone is watching (senders nobody listens to are pruned on the way).
+    pub(crate) fn watched_ids(&self) -> Vec<MailboxId> {
+        let mut senders = self.senders();
+        senders.retain(|_, sender| sender.receiver_count() > 0);
+        senders.keys().copied().collect()
     }
 
     #[cfg(test)]

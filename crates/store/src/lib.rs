@@ -16,6 +16,7 @@ mod hub;
 pub mod keyring;
 pub mod meta;
 pub mod model;
+mod poller;
 pub mod sqlite;
 
 use std::io::Read;
@@ -158,18 +159,15 @@ pub fn normalize_mailbox_name(name: &str) -> Result<String, StoreError> {
     })
 }
 
-// TODO(docs/imap-plan.md §2.2): changes committed by *another process* (CLI import, a second
-// server) do not reach `watch` yet. The plan is a task with its own SQLite connection polling
-// `PRAGMA data_version` every 250 ms and calling `highest_modseqs` for watched mailboxes; it was
-// left out of the store groundwork for time, and is SQLite-specific, so it belongs behind a
-// clearly named method (e.g. `SqliteMeta::spawn_change_poller`).
 pub struct MailStore {
     meta: Arc<dyn MetadataStore>,
     blobs: Arc<dyn BlobStore>,
     keyring: Keyring,
     scope: KeyScope,
     committer: commit::GroupCommitter,
-    hub: hub::ChangeHub,
+    hub: Arc<hub::ChangeHub>,
+    /// Wakes watchers on changes committed by other processes; stops when the store drops.
+    _poller: poller::ChangePoller,
 }
 
 impl MailStore {
@@ -193,13 +191,16 @@ impl MailStore {
     ) -> Result<Self, StoreError> {
         let keyring = Keyring::open(Arc::clone(&meta), master).await?;
         let committer = commit::GroupCommitter::spawn(Arc::clone(&meta), Arc::clone(&blobs));
+        let hub = Arc::new(hub::ChangeHub::default());
+        let poller = poller::ChangePoller::spawn(Arc::clone(&meta), Arc::downgrade(&hub));
         Ok(Self {
             meta,
             blobs,
             keyring,
             scope,
             committer,
-            hub: hub::ChangeHub::default(),
+            hub,
+            _poller: poller,
         })
     }
 
@@ -557,7 +558,10 @@ impl MailStore {
     }
 
     /// Notified with the mailbox's HIGHESTMODSEQ after every change committed through this
-    /// `MailStore` ([`MAILBOX_DELETED`] when it is deleted). See [`hub`](crate::hub).
+    /// `MailStore` ([`MAILBOX_DELETED`] when it is deleted), and within about 250 ms of one
+    /// committed by another process on the same data (a background poll of
+    /// [`MetadataStore::change_counter`], running only while something is watched). A wake-up
+    /// may be spurious: ask the store what changed. See [`hub`](crate::hub).
     pub fn watch(&self, mailbox_id: MailboxId) -> tokio::sync::watch::Receiver<u64> {
         self.hub.watch(mailbox_id)
     }
@@ -699,3 +703,5 @@ impl MailStore {
 mod tests;
 #[cfg(test)]
 mod tests_imap;
+#[cfg(test)]
+mod tests_poller;

@@ -115,6 +115,15 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// HIGHESTMODSEQ of each existing mailbox among `ids`.
     async fn highest_modseqs(&self, ids: &[MailboxId])
         -> Result<Vec<(MailboxId, u64)>, StoreError>;
+    /// A number that changes whenever a change may have been committed by another process
+    /// (docs/imap-plan.md §2.2). Only equality between two calls means anything: compare it,
+    /// never order it. [`crate::MailStore`] polls it while mailboxes are watched and then
+    /// refreshes them with [`MetadataStore::highest_modseqs`].
+    ///
+    /// SQLite: `PRAGMA data_version`, which changes only when *another* connection commits, so
+    /// it is always asked on one dedicated connection. PostgreSQL, later: a counter bumped by
+    /// LISTEN/NOTIFY on a channel every writing transaction notifies.
+    async fn change_counter(&self) -> Result<u64, StoreError>;
 
     // Messages
     /// Entries whose UID lies in any of `uids`, with their message rows, in UID order: one

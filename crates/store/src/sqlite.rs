@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
-use sqlx::Row;
+use sqlx::{ConnectOptions, Row};
 
 mod entries;
 mod mailboxes;
@@ -125,6 +125,11 @@ CREATE INDEX IF NOT EXISTS vanished_by_modseq ON vanished (mailbox_id, modseq);
 
 pub struct SqliteMeta {
     pool: SqlitePool,
+    options: SqliteConnectOptions,
+    /// The one connection `PRAGMA data_version` is asked on (see `change_counter`): the value
+    /// is per connection, so a pooled connection would compare unrelated numbers. Opened on
+    /// first use, so processes that never watch (CLI commands) do not hold it.
+    version_conn: tokio::sync::Mutex<Option<SqliteConnection>>,
 }
 
 impl SqliteMeta {
@@ -147,10 +152,14 @@ impl SqliteMeta {
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
-        let meta = Self { pool };
+        let meta = Self {
+            pool,
+            options,
+            version_conn: tokio::sync::Mutex::new(None),
+        };
         match meta.get_setting("schema_version").await? {
             None => meta.set_setting("schema_version", SCHEMA_VERSION).await?,
             Some(v) if v == SCHEMA_VERSION => {}
@@ -162,6 +171,27 @@ impl SqliteMeta {
             }
         }
         Ok(meta)
+    }
+
+    /// `PRAGMA data_version` on the dedicated connection. After an error the connection is
+    /// dropped and reopened next time; the new connection's value differs, which only costs
+    /// the caller one refresh.
+    async fn data_version(&self) -> Result<u64, StoreError> {
+        let mut slot = self.version_conn.lock().await;
+        let conn = match slot.as_mut() {
+            Some(conn) => conn,
+            None => slot.insert(self.options.connect().await?),
+        };
+        match sqlx::query_scalar::<_, i64>("PRAGMA data_version")
+            .fetch_one(&mut *conn)
+            .await
+        {
+            Ok(version) => to_u64(version, "data_version"),
+            Err(e) => {
+                *slot = None;
+                Err(e.into())
+            }
+        }
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
@@ -693,6 +723,10 @@ impl MetadataStore for SqliteMeta {
         ids: &[MailboxId],
     ) -> Result<Vec<(MailboxId, u64)>, StoreError> {
         entries::highest_modseqs(self, ids).await
+    }
+
+    async fn change_counter(&self) -> Result<u64, StoreError> {
+        self.data_version().await
     }
 
     async fn entry_records(
