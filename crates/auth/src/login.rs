@@ -120,20 +120,11 @@ impl Authenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use postkeep_crypto::MasterKey;
-    use postkeep_store::KeyScope;
 
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
     async fn store(dir: &std::path::Path) -> Arc<MailStore> {
-        let hex = MasterKey::generate().to_hex().to_string();
-        let loader: postkeep_store::MasterLoader =
-            Arc::new(move || MasterKey::from_hex(&hex, "test"));
-        let store = MailStore::open_embedded(dir, KeyScope::Account, loader)
-            .await
-            .unwrap();
-        store.add_domain("example.org").await.unwrap();
-        Arc::new(store)
+        postkeep_store::testing::store_with_domain(dir, "example.org").await
     }
 
     fn secret(s: &str) -> Zeroizing<String> {

@@ -236,8 +236,6 @@ impl MailHandler for Deliverer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use postkeep_crypto::MasterKey;
-    use postkeep_store::KeyScope;
 
     struct RejectAll;
 
@@ -267,16 +265,10 @@ mod tests {
     }
 
     async fn store(dir: &std::path::Path) -> Arc<MailStore> {
-        let hex = MasterKey::generate().to_hex().to_string();
-        let loader: postkeep_store::MasterLoader =
-            Arc::new(move || MasterKey::from_hex(&hex, "test"));
-        let store = MailStore::open_embedded(dir, KeyScope::Account, loader)
-            .await
-            .unwrap();
-        store.add_domain("example.org").await.unwrap();
+        let store = postkeep_store::testing::store_with_domain(dir, "example.org").await;
         store.create_account("a@example.org", None).await.unwrap();
         store.create_account("b@example.org", None).await.unwrap();
-        Arc::new(store)
+        store
     }
 
     fn envelope(rcpts: &[&str]) -> Envelope {

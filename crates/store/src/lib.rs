@@ -636,10 +636,7 @@ impl MailStore {
         require_deleted: bool,
     ) -> Result<Expunged, StoreError> {
         let expunged = self.meta.expunge(mailbox_id, uids, require_deleted).await?;
-        if !expunged.uids.is_empty() {
-            self.hub.notify(mailbox_id, expunged.modseq);
-        }
-        self.delete_blobs(&expunged.orphan_blobs).await;
+        self.settle_expunge(mailbox_id, &expunged).await;
         Ok(expunged)
     }
 
@@ -659,12 +656,17 @@ impl MailStore {
             self.hub.notify(to, copied.dest_modseq);
         }
         if let Some(expunged) = &copied.source_expunged {
-            if !expunged.uids.is_empty() {
-                self.hub.notify(from, expunged.modseq);
-            }
-            self.delete_blobs(&expunged.orphan_blobs).await;
+            self.settle_expunge(from, expunged).await;
         }
         Ok(copied)
+    }
+
+    /// After a committed expunge: wake the mailbox's watchers, delete blobs nothing uses.
+    async fn settle_expunge(&self, mailbox_id: MailboxId, expunged: &Expunged) {
+        if !expunged.uids.is_empty() {
+            self.hub.notify(mailbox_id, expunged.modseq);
+        }
+        self.delete_blobs(&expunged.orphan_blobs).await;
     }
 
     /// FETCH rows for UID ranges (see [`MetadataStore::entry_records`]).
@@ -696,6 +698,28 @@ impl MailStore {
     /// The key scope of an account under the configured scoping.
     pub fn scope_of(&self, account: &Account) -> String {
         self.scope.scope_for(account.domain_id, account.id)
+    }
+}
+
+/// Helpers for the tests of crates built on the store (feature `test-util`).
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use postkeep_crypto::MasterKey;
+
+    use crate::{KeyScope, MailStore, MasterLoader};
+
+    /// An embedded store in `dir` under a fresh random master key, with `domain` added.
+    pub async fn store_with_domain(dir: &Path, domain: &str) -> Arc<MailStore> {
+        let hex = MasterKey::generate().to_hex().to_string();
+        let loader: MasterLoader = Arc::new(move || MasterKey::from_hex(&hex, "test"));
+        let store = MailStore::open_embedded(dir, KeyScope::Account, loader)
+            .await
+            .expect("open a test store");
+        store.add_domain(domain).await.expect("add the test domain");
+        Arc::new(store)
     }
 }
 
