@@ -1,7 +1,8 @@
 //! Message bodies as they arrive over SMTP: small ones in memory, large ones streamed into the
 //! `smtp-incoming` blob area, so a 50 MB message never needs 50 MB of RAM. The summary
-//! (envelope, body structure) is computed on the fly by a streaming parser, so the body is
-//! never read back just to parse it.
+//! (envelope, body structure) and the wire length are computed on the fly from the CRLF wire
+//! form (docs/imap-plan.md §2.3; BDAT and APPEND may carry bare LFs), so the body is never
+//! read back just to parse or measure it.
 //!
 //! A spooled body is sealed with an ephemeral key that exists only in this process's memory:
 //! whatever a crash leaves in `smtp-incoming` is unreadable ciphertext, swept at the next start.
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use postkeep_crypto::blob::{BlobReader, BlobWriter};
 use postkeep_crypto::DataKey;
+use postkeep_message::wire::CrlfNormalizer;
 use postkeep_message::{MessageSummary, StreamingSummarizer};
 use postkeep_smtp::MessageSink;
 use postkeep_store::{BlobArea, MailStore, MessageBytes, OpenSpool, StoreError};
@@ -33,7 +35,11 @@ pub struct SpoolSink {
     memory: Vec<u8>,
     spill: Option<Spill>,
     summarizer: StreamingSummarizer,
+    /// Turns what the summarizer sees into the wire form; `wire` holds converted chunks.
+    normalizer: CrlfNormalizer,
+    wire: Vec<u8>,
     len: u64,
+    wire_len: u64,
 }
 
 /// The spool file being written by a background task.
@@ -60,7 +66,10 @@ impl SpoolSink {
             memory: Vec::with_capacity(64 * 1024),
             spill: None,
             summarizer: StreamingSummarizer::new(),
+            normalizer: CrlfNormalizer::new(),
+            wire: Vec::new(),
             len: 0,
+            wire_len: 0,
         }
     }
 
@@ -142,6 +151,7 @@ impl SpoolSink {
         Ok(ReceivedMessage {
             bytes: MessageBytes::Spooled {
                 len: self.len,
+                wire_len: self.wire_len,
                 open,
             },
             summary,
@@ -164,7 +174,9 @@ fn open_spool(store: Arc<MailStore>, id: String, key: Arc<DataKey>) -> OpenSpool
 #[async_trait]
 impl MessageSink for SpoolSink {
     async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.summarizer.feed(bytes);
+        let wire = self.normalizer.normalize(bytes, &mut self.wire);
+        self.summarizer.feed(wire);
+        self.wire_len += wire.len() as u64;
         self.len += bytes.len() as u64;
         self.memory.extend_from_slice(bytes);
         if self.spill.is_none() && self.memory.len() > SPILL_AT {
@@ -218,5 +230,70 @@ impl Drop for SpoolFile {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use postkeep_message::wire;
+
+    use super::*;
+
+    /// An LF-only message (as BDAT or an import may bring) of `body_lines` body lines.
+    fn lf_message(body_lines: usize) -> Vec<u8> {
+        let mut raw = b"Subject: lf only\nContent-Type: multipart/mixed; boundary=b\n\n--b\n\
+                        Content-Type: text/plain\n\n"
+            .to_vec();
+        for i in 0..body_lines {
+            raw.extend_from_slice(format!("line {i} of a long body\n").as_bytes());
+        }
+        raw.extend_from_slice(b"--b--\n");
+        raw
+    }
+
+    async fn received(raw: &[u8], dir: &std::path::Path) -> ReceivedMessage {
+        let store = postkeep_store::testing::store_with_domain(dir, "example.org").await;
+        let mut sink = SpoolSink::new(store);
+        // Odd chunk sizes, so CR/LF pairs of the input fall on chunk boundaries.
+        for chunk in raw.chunks(7919) {
+            sink.write(chunk).await.unwrap();
+        }
+        sink.finish().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn spooled_lf_message_carries_wire_length_and_wire_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = lf_message(60_000);
+        assert!(raw.len() > SPILL_AT, "the message must spill to the spool");
+        let message = received(&raw, dir.path()).await;
+        let MessageBytes::Spooled { len, wire_len, .. } = &message.bytes else {
+            panic!("expected a spooled message, got {:?}", message.bytes);
+        };
+        assert_eq!(*len, raw.len() as u64);
+        assert_eq!(*wire_len, wire::wire_len(&raw));
+        assert_eq!(message.summary, wire::summarize_wire(&raw));
+        assert_eq!(message.summary.body.end_offset, *wire_len);
+        // The spool keeps the bytes as received: the wire form is derived, never stored.
+        let mut stored = Vec::new();
+        message
+            .bytes
+            .open()
+            .unwrap()
+            .read_to_end(&mut stored)
+            .unwrap();
+        assert!(stored == raw, "spooled bytes differ from the input");
+    }
+
+    #[tokio::test]
+    async fn small_lf_message_stays_raw_in_memory_with_wire_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = lf_message(3);
+        let message = received(&raw, dir.path()).await;
+        assert!(matches!(&message.bytes, MessageBytes::Memory(bytes) if **bytes == raw));
+        assert_eq!(message.bytes.wire_len(), wire::to_wire(&raw).len() as u64);
+        assert_eq!(message.summary, wire::summarize_wire(&raw));
     }
 }

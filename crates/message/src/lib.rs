@@ -13,8 +13,8 @@
 //!
 //! Input is untrusted: [`summarize`] never panics and caps the tree at [`MAX_DEPTH`] levels
 //! and [`MAX_PARTS`] parts. It summarises the bytes exactly as given: strip an mbox `From `
-//! line first, and normalise to CRLF first if IMAP will serve the message (IMAP sizes are of
-//! CRLF text).
+//! line first. A message IMAP will serve is summarised in its CRLF [`wire`] form
+//! ([`wire::summarize_wire`]), because IMAP sizes and offsets are of CRLF text.
 
 mod body;
 mod envelope;
@@ -22,6 +22,7 @@ mod model;
 mod raw;
 mod stream;
 mod subject;
+pub mod wire;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

@@ -20,12 +20,13 @@ mod poller;
 pub mod sqlite;
 
 use std::io::Read;
-use std::ops::RangeInclusive;
+use std::ops::{Range, RangeInclusive};
 use std::path::Path;
 use std::sync::Arc;
 
 use postkeep_crypto::blob::{BlobReader, BlobWriter};
 use postkeep_crypto::DataKey;
+use postkeep_message::wire::WireReader;
 use postkeep_message::MessageSummary;
 
 pub use blob::{BlobArea, BlobStore, LocalBlobStore};
@@ -306,6 +307,7 @@ impl MailStore {
         let message_id = postkeep_crypto::random_id();
         let blob_id = postkeep_crypto::random_id();
         let size = raw.len();
+        let wire_size = raw.wire_len();
         let inline_blob = self.seal_blob(&key, account.id, &blob_id, raw).await?;
 
         let summary_json =
@@ -341,6 +343,7 @@ impl MailStore {
                     key_id: key.id().to_string(),
                     internal_date,
                     size,
+                    wire_size,
                     thread_id,
                     sealed_summary,
                 },
@@ -456,9 +459,11 @@ impl MailStore {
             .ok_or_else(|| StoreError::NotFound(format!("{} mailbox", role.as_str())))
     }
 
-    /// Parses a message into its summary on a blocking thread (parsing is CPU-bound).
+    /// Parses a message into its summary on a blocking thread (parsing is CPU-bound). The
+    /// summary is of the CRLF wire form, so its offsets, sizes and line counts are what IMAP
+    /// serves (docs/imap-plan.md §2.3).
     pub async fn summarize(raw: Arc<Vec<u8>>) -> Result<MessageSummary, StoreError> {
-        tokio::task::spawn_blocking(move || postkeep_message::summarize(&raw))
+        tokio::task::spawn_blocking(move || postkeep_message::wire::summarize_wire(&raw))
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))
     }
@@ -481,7 +486,29 @@ impl MailStore {
         Ok(Box::new(reader))
     }
 
-    /// The whole message (for callers that need it in memory, e.g. export of one message).
+    /// A streaming reader of the CRLF wire form of a stored message, or of the wire offsets
+    /// `range` of it (IMAP `BODY[...]<partial>`, a part at its summary offsets): what IMAP and
+    /// POP3 serve (docs/imap-plan.md §2.3). Blocking reads, like [`MailStore::message_reader`];
+    /// a range is skipped to on the first read, in one pass.
+    pub async fn wire_reader(
+        &self,
+        record: &MessageRecord,
+        range: Option<Range<u64>>,
+    ) -> Result<Box<dyn Read + Send>, StoreError> {
+        let raw = self.message_reader(record).await?;
+        Ok(match range {
+            // No bare LF: the wire form is the stored bytes.
+            Some(range) if record.wire_size == record.size => {
+                Box::new(bytes::Ranged::new(raw, range))
+            }
+            None if record.wire_size == record.size => raw,
+            Some(range) => Box::new(WireReader::with_range(raw, range)),
+            None => Box::new(WireReader::new(raw)),
+        })
+    }
+
+    /// The whole message as stored, not in wire form (for callers that need it in memory,
+    /// e.g. export of one message).
     pub async fn message_bytes(&self, record: &MessageRecord) -> Result<Vec<u8>, StoreError> {
         let mut reader = self.message_reader(record).await?;
         let capacity = usize::try_from(record.size).unwrap_or(0);
@@ -729,3 +756,5 @@ mod tests;
 mod tests_imap;
 #[cfg(test)]
 mod tests_poller;
+#[cfg(test)]
+mod tests_wire;

@@ -166,10 +166,6 @@ pub struct MessageEntry {
     pub save_date: i64,
 }
 
-// TODO(docs/imap-plan.md §2.3): IMAP and POP3 serve the CRLF "wire form" (`wire_size`, wire
-// summaries, a ranged LF→CRLF reader). That is the IMAP session's step, not done here: `size`
-// below is still the stored (raw) size.
-
 /// Per-message facts stored once, whatever mailbox holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageRecord {
@@ -183,8 +179,11 @@ pub struct MessageRecord {
     pub key_id: String,
     /// RFC 9051 INTERNALDATE (unix seconds).
     pub internal_date: i64,
-    /// RFC822.SIZE: octets of the message as stored.
+    /// Octets of the message as stored (what export returns).
     pub size: u64,
+    /// RFC822.SIZE: octets of the CRLF wire form IMAP and POP3 serve (docs/imap-plan.md §2.3;
+    /// `== size` unless the message has bare LFs). The sealed summary's offsets are wire offsets.
+    pub wire_size: u64,
     /// RFC 8474 THREADID.
     pub thread_id: String,
     /// The sealed [`postkeep_message::MessageSummary`] (envelope, bodystructure, ...).
@@ -246,7 +245,7 @@ pub struct MailboxCounts {
     pub unseen: u32,
     /// Entries with `\Deleted` (RFC 9051 STATUS DELETED).
     pub deleted: u32,
-    /// Sum of the entries' message sizes.
+    /// Sum of the entries' wire sizes (RFC 8438 STATUS SIZE: the sum of RFC822.SIZE).
     pub size: u64,
 }
 
@@ -321,7 +320,8 @@ pub struct EntryRecord {
     pub record: MessageRecord,
 }
 
-/// RFC 9208 usage of one account: STORAGE counts every entry, so copies count twice.
+/// RFC 9208 usage of one account: STORAGE counts every entry's wire size, so copies count
+/// twice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuotaUsage {
     pub bytes: u64,

@@ -94,6 +94,8 @@ CREATE TABLE IF NOT EXISTS messages (
     key_id TEXT NOT NULL,
     internal_date INTEGER NOT NULL,
     size INTEGER NOT NULL,
+    -- Octets of the CRLF wire form IMAP/POP3 serve (docs/imap-plan.md §2.3).
+    wire_size INTEGER NOT NULL,
     thread_id TEXT NOT NULL,
     summary BLOB NOT NULL,
     msgid_hash BLOB
@@ -263,6 +265,7 @@ fn record_from(row: &SqliteRow) -> Result<MessageRecord, StoreError> {
         key_id: row.try_get("key_id")?,
         internal_date: row.try_get("internal_date")?,
         size: to_u64(row.try_get("size")?, "size")?,
+        wire_size: to_u64(row.try_get("wire_size")?, "wire_size")?,
         thread_id: row.try_get("thread_id")?,
         sealed_summary: row.try_get("summary")?,
     })
@@ -290,7 +293,7 @@ const MAILBOX_COLUMNS: &str =
 
 const MESSAGE_COLUMNS: &str =
     "id, account_id, blob_id, inline_blob IS NOT NULL AS inline, key_id, internal_date, size, \
-     thread_id, summary";
+     wire_size, thread_id, summary";
 
 #[async_trait]
 impl MetadataStore for SqliteMeta {
@@ -897,7 +900,7 @@ async fn append_one(
     let record = &new.record;
     sqlx::query(
         "INSERT INTO messages (id, account_id, blob_id, inline_blob, key_id, internal_date, size, \
-         thread_id, summary, msgid_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         wire_size, thread_id, summary, msgid_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&record.id)
     .bind(record.account_id)
@@ -906,6 +909,7 @@ async fn append_one(
     .bind(&record.key_id)
     .bind(record.internal_date)
     .bind(to_i64(record.size, "size")?)
+    .bind(to_i64(record.wire_size, "wire_size")?)
     .bind(&record.thread_id)
     .bind(&record.sealed_summary)
     .bind(&new.message_id_hash)

@@ -264,7 +264,7 @@ async fn mailbox_counts_report_unseen_deleted_and_size() {
         .await
         .unwrap()
         .iter()
-        .map(|r| r.size)
+        .map(|r| r.wire_size)
         .sum();
     let counts = store.meta().mailbox_counts(inbox.id).await.unwrap();
     assert_eq!(
@@ -681,7 +681,7 @@ async fn quota_counts_copies_twice_and_the_limit_is_settable() {
         .await
         .unwrap()
         .iter()
-        .map(|r| r.size)
+        .map(|r| r.wire_size)
         .sum();
     let inbox_id = inbox(&store, &account).await.id;
     let archive = store

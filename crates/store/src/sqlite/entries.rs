@@ -31,7 +31,7 @@ pub(super) async fn counts(
     require(&mut tx, mailbox_id).await?;
     let row = sqlx::query(
         "SELECT COUNT(*) AS messages, COALESCE(SUM((e.flags & 1) = 0), 0) AS unseen, \
-         COALESCE(SUM((e.flags & 8) != 0), 0) AS deleted, COALESCE(SUM(m.size), 0) AS size \
+         COALESCE(SUM((e.flags & 8) != 0), 0) AS deleted, COALESCE(SUM(m.wire_size), 0) AS size \
          FROM mailbox_entries e JOIN messages m ON m.id = e.message_id WHERE e.mailbox_id = ?",
     )
     .bind(mailbox_id)
@@ -98,7 +98,7 @@ pub(super) async fn records(
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT e.mailbox_id, e.uid, e.message_id, e.modseq, e.flags, e.keywords, e.save_date, \
          m.id, m.account_id, m.blob_id, m.inline_blob IS NOT NULL AS inline, m.key_id, \
-         m.internal_date, m.size, m.thread_id, {summary} AS summary \
+         m.internal_date, m.size, m.wire_size, m.thread_id, {summary} AS summary \
          FROM json_each(?2) r \
          JOIN mailbox_entries e ON e.mailbox_id = ?1 \
            AND e.uid BETWEEN json_extract(r.value, '$[0]') AND json_extract(r.value, '$[1]') \
@@ -475,7 +475,7 @@ pub(super) async fn quota_usage(
     // make this O(1); the aggregate is correct and cheap enough for now.
     let row = sqlx::query(
         "SELECT a.quota_bytes AS quota, COUNT(e.uid) AS messages, \
-         COALESCE(SUM(m.size), 0) AS bytes \
+         COALESCE(SUM(m.wire_size), 0) AS bytes \
          FROM accounts a \
          LEFT JOIN mailboxes b ON b.account_id = a.id \
          LEFT JOIN mailbox_entries e ON e.mailbox_id = b.id \
