@@ -11,18 +11,6 @@ use postkeep_message::BodyPart;
 use super::tests::{large_body, store_with_account, Fixture};
 use super::*;
 
-/// The definition of the wire form, applied naively to the whole message.
-fn crlf(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (i, &byte) in raw.iter().enumerate() {
-        if byte == b'\n' && (i == 0 || raw[i - 1] != b'\r') {
-            out.push(b'\r');
-        }
-        out.push(byte);
-    }
-    out
-}
-
 async fn read_wire(
     store: &MailStore,
     record: &MessageRecord,
@@ -56,13 +44,13 @@ async fn check_round_trip(store: &MailStore, account: &Account, raw: &[u8], what
         .unwrap()
         .pop()
         .unwrap();
-    let wire = crlf(raw);
+    let wire = to_wire(raw);
     let n = wire.len() as u64;
     assert_eq!(record.size, raw.len() as u64, "{what}: size");
     assert_eq!(record.wire_size, n, "{what}: wire_size");
     assert!(
         read_wire(store, &record, None).await == wire,
-        "{what}: BODY[] is not crlf(raw)"
+        "{what}: BODY[] is not to_wire(raw)"
     );
     assert!(
         store.message_bytes(&record).await.unwrap() == raw,
@@ -83,7 +71,7 @@ async fn check_round_trip(store: &MailStore, account: &Account, raw: &[u8], what
             let want = &wire[range.start.min(n) as usize..range.end.clamp(range.start, n) as usize];
             assert!(
                 got == want,
-                "{what}: part range {range:?} differs from crlf(raw)"
+                "{what}: part range {range:?} differs from to_wire(raw)"
             );
         }
     }
@@ -112,7 +100,7 @@ async fn lf_only_message_is_served_as_crlf_and_exported_raw() {
     let counts = store.meta().mailbox_counts(inbox.id).await.unwrap();
     assert_eq!(
         counts.size,
-        crlf(raw).len() as u64,
+        to_wire(raw).len() as u64,
         "STATUS SIZE counts wire octets"
     );
 }
@@ -178,8 +166,8 @@ async fn spooled_message_takes_the_producers_wire_length() {
         .unwrap();
     store.commit(vec![prepared]).await.unwrap();
     let record = &store.account_messages(account.id).await.unwrap()[0];
-    assert_eq!(record.wire_size, crlf(&raw).len() as u64);
-    assert_eq!(read_wire(&store, record, None).await, crlf(&raw));
+    assert_eq!(record.wire_size, to_wire(&raw).len() as u64);
+    assert_eq!(read_wire(&store, record, None).await, to_wire(&raw));
     assert_eq!(store.message_bytes(record).await.unwrap(), *raw);
 }
 
