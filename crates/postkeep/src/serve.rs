@@ -5,8 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use postkeep_auth::login::Authenticator;
+use postkeep_auth::Throttle;
 use postkeep_config::Config;
 use postkeep_delivery::Deliverer;
+use postkeep_pop3::{Pop3Server, Pop3Settings};
 use postkeep_smtp::{SmtpServer, SmtpSettings};
 use postkeep_store::{BlobArea, MailStore};
 use tokio::net::TcpListener;
@@ -33,6 +36,8 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
     // Spool files of a previous process are sealed with keys that died with it: unreadable.
     expire_area(&store, BlobArea::SmtpIncoming, Duration::ZERO).await?;
 
+    // One login path and one throttle for every protocol, so guessing cannot spread over them.
+    let auth = Arc::new(Authenticator::new(Arc::clone(&store), Throttle::default()));
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut servers = JoinSet::new();
     let listen = &dir.config.listen;
@@ -52,8 +57,23 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
             if tls.is_some() { " (STARTTLS)" } else { "" }
         );
     }
+    if let Some(addr) = listen.pop3s {
+        let tls = load_tls13(&dir)?
+            .with_context(|| format!("pop3s on {addr} needs a TLS certificate in [tls]"))?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for pop3s on {addr}"))?;
+        let server = Arc::new(Pop3Server::new(
+            Pop3Settings::default(),
+            Arc::clone(&store),
+            Arc::clone(&auth),
+            tls,
+        ));
+        servers.spawn(server.serve(listener, shutdown_rx.clone()));
+        println!("pop3s: listening on {addr}");
+    }
     for (name, addr) in listen.enabled() {
-        if name != "smtp" {
+        if name != "smtp" && name != "pop3s" {
             tracing::warn!(listener = name, %addr, "listener configured but not available in this version");
         }
     }
@@ -106,13 +126,28 @@ fn smtp_settings(config: &Config) -> SmtpSettings {
 }
 
 fn load_tls(dir: &DataDir) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
-    let cert = dir.config.resolve(&dir.path, &dir.config.tls.cert);
-    let key = dir.config.resolve(&dir.path, &dir.config.tls.key);
+    let (cert, key) = tls_paths(dir);
     if !cert.exists() && !key.exists() {
         tracing::warn!(cert = %cert.display(), "no TLS certificate: STARTTLS is not offered");
         return Ok(None);
     }
     crate::tls::server_config(&cert, &key).map(Some)
+}
+
+/// The pop3s configuration: TLS 1.3 only, `None` without a certificate.
+fn load_tls13(dir: &DataDir) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    let (cert, key) = tls_paths(dir);
+    if !cert.exists() && !key.exists() {
+        return Ok(None);
+    }
+    crate::tls::server_config_tls13(&cert, &key).map(Some)
+}
+
+fn tls_paths(dir: &DataDir) -> (std::path::PathBuf, std::path::PathBuf) {
+    (
+        dir.config.resolve(&dir.path, &dir.config.tls.cert),
+        dir.config.resolve(&dir.path, &dir.config.tls.key),
+    )
 }
 
 fn init_logging(config: &Config) {

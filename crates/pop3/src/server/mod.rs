@@ -1,0 +1,143 @@
+//! The tokio side: accept loop, TLS, connection caps, graceful shutdown. Each connection is
+//! driven by [`connection::Connection`] over the sans-I/O [`crate::protocol::Session`].
+
+mod connection;
+mod limits;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postkeep_auth::login::Authenticator;
+use postkeep_store::MailStore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tracing::{info, warn, Instrument};
+
+use limits::{ConnectionLimits, MaildropLocks};
+
+/// Settings of the POP3 server.
+#[derive(Debug, Clone)]
+pub struct Pop3Settings {
+    /// Maximum simultaneous connections (0 = unlimited).
+    pub max_connections: usize,
+    /// Maximum simultaneous connections from one IP address (0 = unlimited).
+    pub max_connections_per_ip: usize,
+    /// Total time for one command line to arrive (RFC 1939 §3: autologout after ≥ 10 min).
+    pub command_timeout: Duration,
+    /// Bad commands and failed logins before the session is closed (0 = unlimited).
+    pub max_errors: u32,
+}
+
+impl Default for Pop3Settings {
+    fn default() -> Self {
+        Self {
+            max_connections: 1000,
+            max_connections_per_ip: 20,
+            command_timeout: Duration::from_secs(600),
+            max_errors: 10,
+        }
+    }
+}
+
+/// POP3 over implicit TLS.
+pub struct Pop3Server {
+    settings: Pop3Settings,
+    store: Arc<MailStore>,
+    auth: Arc<Authenticator>,
+    tls: TlsAcceptor,
+    limits: Arc<ConnectionLimits>,
+    locks: Arc<MaildropLocks>,
+}
+
+impl Pop3Server {
+    /// `tls` is the pop3s configuration (the binary builds it TLS 1.3 only).
+    pub fn new(
+        settings: Pop3Settings,
+        store: Arc<MailStore>,
+        auth: Arc<Authenticator>,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> Self {
+        let limits = Arc::new(ConnectionLimits::new(
+            settings.max_connections,
+            settings.max_connections_per_ip,
+        ));
+        Self {
+            settings,
+            store,
+            auth,
+            tls: TlsAcceptor::from(tls),
+            limits,
+            locks: Arc::default(),
+        }
+    }
+
+    /// Accepts connections until `shutdown` becomes true (or its sender is dropped); sessions
+    /// then end after their current command without an UPDATE (RFC 1939 §6).
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> io::Result<()> {
+        info!(addr = ?listener.local_addr().ok(), "POP3 server listening");
+        let mut tasks = JoinSet::new();
+        while !*shutdown.borrow() {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => self.clone().admit(stream, peer, &shutdown, &mut tasks),
+                    Err(err) => {
+                        // Usually EMFILE/ENFILE: back off instead of spinning.
+                        warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        drop(listener);
+        let grace = self.settings.command_timeout;
+        if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
+            .await
+            .is_err()
+        {
+            tasks.abort_all();
+        }
+        Ok(())
+    }
+
+    fn admit(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        shutdown: &watch::Receiver<bool>,
+        tasks: &mut JoinSet<()>,
+    ) {
+        let ip = peer.ip().to_canonical();
+        let span = tracing::info_span!("pop3", peer = %ip);
+        let Some(permit) = self.limits.try_acquire(ip) else {
+            // Dropping the socket before the TLS handshake: there is no channel to say why.
+            info!(parent: &span, "connection refused: too many connections");
+            return;
+        };
+        let shutdown = shutdown.clone();
+        tasks.spawn(
+            async move {
+                let _permit = permit;
+                let _ = stream.set_nodelay(true);
+                match connection::run(self, stream, peer, shutdown).await {
+                    Ok(()) => info!("connection closed"),
+                    Err(err) => info!(error = %err, "connection ended with error"),
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
