@@ -17,7 +17,8 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn, Instrument};
 
-use limits::{ConnectionLimits, MaildropLocks};
+use limits::MaildropLocks;
+use postkeep_net::ConnectionLimits;
 
 /// Settings of the POP3 server.
 #[derive(Debug, Clone)]

@@ -2,7 +2,6 @@
 //! by [`connection::Connection`] over the sans-I/O [`crate::protocol::Session`].
 
 mod connection;
-mod limits;
 #[cfg(test)]
 mod tests;
 
@@ -20,7 +19,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::protocol::{reply, SessionConfig};
 use crate::MailHandler;
-use limits::ConnectionLimits;
+use postkeep_net::ConnectionLimits;
 
 /// Settings of the inbound SMTP server.
 #[derive(Debug, Clone)]

@@ -1,11 +1,14 @@
-//! Connection counting: a total cap and a per-IP cap, released when the permit drops.
+//! What every listener shares, whatever its protocol (SMTP, POP3, IMAP later): admission
+//! control by connection counts.
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// A total cap and a per-IP cap on open connections; a [`Permit`] releases its slot on drop.
 #[derive(Debug)]
-pub(crate) struct ConnectionLimits {
+pub struct ConnectionLimits {
     max_total: usize,
     max_per_ip: usize,
     counts: Mutex<Counts>,
@@ -19,14 +22,14 @@ struct Counts {
 
 /// Held for the lifetime of an admitted connection.
 #[derive(Debug)]
-pub(crate) struct Permit {
+pub struct Permit {
     limits: Arc<ConnectionLimits>,
     ip: IpAddr,
 }
 
 impl ConnectionLimits {
     /// Zero means "no limit" for either cap.
-    pub(crate) fn new(max_total: usize, max_per_ip: usize) -> Self {
+    pub fn new(max_total: usize, max_per_ip: usize) -> Self {
         Self {
             max_total,
             max_per_ip,
@@ -34,7 +37,7 @@ impl ConnectionLimits {
         }
     }
 
-    pub(crate) fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Permit> {
+    pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Permit> {
         let mut counts = self.lock();
         let from_ip = counts.per_ip.get(&ip).copied().unwrap_or(0);
         let over_total = self.max_total > 0 && counts.total >= self.max_total;
