@@ -1,10 +1,97 @@
 //! What every listener shares, whatever its protocol (SMTP, POP3, IMAP later): admission
-//! control by connection counts.
+//! control by connection counts, the accept loop, and a bounded TLS handshake.
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+use tracing::{info, warn};
+
+/// Accepts connections until `shutdown` becomes true (or its sender is dropped), handing each
+/// to `admit`, which spawns its session into the set. Returns the sessions still running, for
+/// the caller to drain with its own grace period. The listener is closed on return.
+pub async fn accept_until_shutdown<F>(
+    listener: TcpListener,
+    shutdown: &mut watch::Receiver<bool>,
+    mut admit: F,
+) -> JoinSet<()>
+where
+    F: FnMut(TcpStream, SocketAddr, &mut JoinSet<()>),
+{
+    let mut tasks = JoinSet::new();
+    while !*shutdown.borrow() {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => admit(stream, peer, &mut tasks),
+                Err(err) => {
+                    // Usually EMFILE/ENFILE: back off instead of spinning.
+                    warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => log_join(joined),
+        }
+    }
+    tasks
+}
+
+/// Waits up to `grace` for the sessions to end, then aborts the rest.
+pub async fn drain_sessions(mut tasks: JoinSet<()>, grace: Duration) {
+    let drained = tokio::time::timeout(grace, async {
+        while let Some(joined) = tasks.join_next().await {
+            log_join(joined);
+        }
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            sessions = tasks.len(),
+            "aborting sessions still running after grace period"
+        );
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+fn log_join(joined: Result<(), tokio::task::JoinError>) {
+    if let Err(err) = joined {
+        if err.is_panic() {
+            warn!(error = %err, "session task panicked");
+        }
+    }
+}
+
+/// A TLS handshake that must finish within `limit`; failures are logged, not returned, since
+/// the only answer to either is closing the connection.
+pub async fn tls_handshake(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    limit: Duration,
+) -> Option<TlsStream<TcpStream>> {
+    match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(err)) => {
+            info!(error = %err, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            info!("TLS handshake timed out");
+            None
+        }
+    }
+}
 
 /// A total cap and a per-IP cap on open connections; a [`Permit`] releases its slot on drop.
 #[derive(Debug)]

@@ -47,16 +47,8 @@ pub(super) async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let limit = server.settings.command_timeout;
-    let mut tls = match timeout(limit, server.tls.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(err)) => {
-            info!(error = %err, "TLS handshake failed");
-            return Ok(());
-        }
-        Err(_) => {
-            info!("TLS handshake timed out");
-            return Ok(());
-        }
+    let Some(mut tls) = postkeep_net::tls_handshake(&server.tls, tcp, limit).await else {
+        return Ok(());
     };
     let mut conn = Connection {
         session: Session::new(server.settings.max_errors),

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
-use tracing::{info, warn, Instrument};
+use tracing::{info, Instrument};
 
 use limits::MaildropLocks;
 use postkeep_net::ConnectionLimits;
@@ -84,33 +84,13 @@ impl Pop3Server {
         mut shutdown: watch::Receiver<bool>,
     ) -> io::Result<()> {
         info!(addr = ?listener.local_addr().ok(), "POP3 server listening");
-        let mut tasks = JoinSet::new();
-        while !*shutdown.borrow() {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => self.clone().admit(stream, peer, &shutdown, &mut tasks),
-                    Err(err) => {
-                        // Usually EMFILE/ENFILE: back off instead of spinning.
-                        warn!(error = %err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-                changed = shutdown.changed() => {
-                    if changed.is_err() {
-                        break;
-                    }
-                }
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            }
-        }
-        drop(listener);
-        let grace = self.settings.command_timeout;
-        if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
-            .await
-            .is_err()
-        {
-            tasks.abort_all();
-        }
+        let watcher = shutdown.clone();
+        let tasks =
+            postkeep_net::accept_until_shutdown(listener, &mut shutdown, |stream, peer, tasks| {
+                self.clone().admit(stream, peer, &watcher, tasks)
+            })
+            .await;
+        postkeep_net::drain_sessions(tasks, self.settings.command_timeout).await;
         Ok(())
     }
 

@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{timeout, timeout_at, Instant};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::SmtpServer;
 use crate::protocol::{Event, Phase, Session};
@@ -66,17 +66,9 @@ impl<H: MailHandler> Connection<H> {
             let _ = timeout(self.server.settings.command_timeout, tcp.shutdown()).await;
             return Ok(());
         };
-        let handshake = timeout(self.server.settings.command_timeout, acceptor.accept(tcp)).await;
-        let mut tls = match handshake {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(err)) => {
-                info!(error = %err, "TLS handshake failed");
-                return Ok(());
-            }
-            Err(_) => {
-                info!("TLS handshake timed out");
-                return Ok(());
-            }
+        let limit = self.server.settings.command_timeout;
+        let Some(mut tls) = postkeep_net::tls_handshake(&acceptor, tcp, limit).await else {
+            return Ok(());
         };
         {
             let (_, conn) = tls.get_ref();

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{debug, info, Instrument};
 
 use crate::protocol::{reply, SessionConfig};
 use crate::MailHandler;
@@ -107,50 +107,19 @@ impl<H: MailHandler> SmtpServer<H> {
         mut shutdown: watch::Receiver<bool>,
     ) -> io::Result<()> {
         info!(addr = ?listener.local_addr().ok(), "SMTP server listening");
-        let mut tasks = JoinSet::new();
-        while !*shutdown.borrow() {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => self.clone().admit(stream, peer, &shutdown, &mut tasks),
-                    Err(err) => {
-                        // Usually EMFILE/ENFILE: back off instead of spinning.
-                        warn!(error = %err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-                changed = shutdown.changed() => {
-                    if changed.is_err() {
-                        break;
-                    }
-                }
-                Some(joined) = tasks.join_next(), if !tasks.is_empty() => log_join(joined),
-            }
-        }
-        drop(listener);
+        let watcher = shutdown.clone();
+        let tasks =
+            postkeep_net::accept_until_shutdown(listener, &mut shutdown, |stream, peer, tasks| {
+                self.clone().admit(stream, peer, &watcher, tasks)
+            })
+            .await;
         info!(sessions = tasks.len(), "SMTP server shutting down");
-        self.drain(tasks).await;
-        Ok(())
-    }
-
-    async fn drain(&self, mut tasks: JoinSet<()>) {
         let grace = self
             .settings
             .command_timeout
             .saturating_add(self.settings.data_timeout);
-        let drained = tokio::time::timeout(grace, async {
-            while let Some(joined) = tasks.join_next().await {
-                log_join(joined);
-            }
-        })
-        .await;
-        if drained.is_err() {
-            warn!(
-                sessions = tasks.len(),
-                "aborting sessions still running after grace period"
-            );
-            tasks.abort_all();
-            while tasks.join_next().await.is_some() {}
-        }
+        postkeep_net::drain_sessions(tasks, grace).await;
+        Ok(())
     }
 
     fn admit(
@@ -206,14 +175,6 @@ impl<H: MailHandler> SmtpServer<H> {
         match connection.run(stream).await {
             Ok(()) => info!("connection closed"),
             Err(err) => info!(error = %err, "connection ended with error"),
-        }
-    }
-}
-
-fn log_join(joined: Result<(), tokio::task::JoinError>) {
-    if let Err(err) = joined {
-        if err.is_panic() {
-            warn!(error = %err, "SMTP session task panicked");
         }
     }
 }
