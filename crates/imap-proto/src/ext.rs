@@ -136,7 +136,10 @@ mod tests {
             ExtSearchKey::SaveDateSupported,
         ] {
             let (name, arg) = key.to_header();
-            assert_eq!(ExtSearchKey::from_header(name.as_bytes(), arg.as_bytes()), Some(key));
+            assert_eq!(
+                ExtSearchKey::from_header(name.as_bytes(), arg.as_bytes()),
+                Some(key)
+            );
         }
     }
 
