@@ -58,6 +58,7 @@ pub async fn init(data: &Path, domain: Option<&str>, dev: bool) -> anyhow::Resul
     if let Some(domain) = domain {
         let domain = store.add_domain(domain).await?;
         println!("domain: {}", domain.name);
+        crate::dns::create_keys(&store, &domain.name).await?;
         if dev {
             let address = format!("demo@{}", domain.name);
             let password = demo_password();

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod datadir;
+mod dns;
 mod init;
 mod keys;
 mod serve;
@@ -85,6 +86,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum DomainAction {
+    /// Add a domain and create its DKIM keys (ed25519 and RSA-2048).
     Add {
         domain: String,
         #[arg(long)]
@@ -96,6 +98,46 @@ enum DomainAction {
     },
     Remove {
         domain: String,
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Print the DNS records to publish (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, client SRV).
+    Dns {
+        domain: String,
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Manage a domain's DKIM keys.
+    Dkim {
+        #[command(subcommand)]
+        action: DkimAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DkimAction {
+    /// List the keys: selector, algorithm, creation date, and whether they still sign.
+    List {
+        domain: String,
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Stage new keys under new selectors: published by `domain dns`, signing only once activated.
+    Rotate {
+        domain: String,
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Sign with the staged keys from now on; the old ones stay published (retired).
+    Activate {
+        domain: String,
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Delete a retired key (then remove its DNS record), or a staged one (cancelling the rotation).
+    Remove {
+        domain: String,
+        selector: String,
         #[arg(long)]
         data: PathBuf,
     },

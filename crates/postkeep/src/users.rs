@@ -17,8 +17,10 @@ async fn open(data: &std::path::Path) -> anyhow::Result<MailStore> {
 pub async fn domain(action: DomainAction) -> anyhow::Result<()> {
     match action {
         DomainAction::Add { domain, data } => {
-            let domain = open(&data).await?.add_domain(&domain).await?;
+            let store = open(&data).await?;
+            let domain = store.add_domain(&domain).await?;
             println!("added domain {}", domain.name);
+            crate::dns::create_keys(&store, &domain.name).await?;
         }
         DomainAction::List { data } => {
             for domain in open(&data).await?.meta().list_domains().await? {
@@ -30,6 +32,8 @@ pub async fn domain(action: DomainAction) -> anyhow::Result<()> {
             open(&data).await?.meta().remove_domain(&name).await?;
             println!("removed domain {name}");
         }
+        DomainAction::Dns { domain, data } => crate::dns::print_records(&data, &domain).await?,
+        DomainAction::Dkim { action } => crate::dns::dkim(action).await?,
     }
     Ok(())
 }

@@ -12,6 +12,7 @@
 pub mod blob;
 mod bytes;
 mod commit;
+mod dkim;
 mod hub;
 pub mod keyring;
 pub mod meta;
@@ -31,6 +32,7 @@ use postkeep_message::MessageSummary;
 
 pub use blob::{BlobArea, BlobStore, LocalBlobStore};
 pub use bytes::{MessageBytes, OpenSpool};
+pub use dkim::NewDkimKey;
 pub use hub::MAILBOX_DELETED;
 pub use keyring::{KeyScope, Keyring, MasterLoader};
 pub use meta::MetadataStore;
@@ -90,6 +92,12 @@ pub struct Prepared {
 impl Prepared {
     pub fn message_id(&self) -> &str {
         &self.new.record.id
+    }
+
+    /// Sets the IMAP keywords the message is filed with (APPEND's flag list, RFC 9051 §6.3.12).
+    pub fn with_keywords(mut self, keywords: Vec<String>) -> Self {
+        self.new.keywords = keywords;
+        self
     }
 }
 
@@ -752,6 +760,8 @@ pub mod testing {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_dkim;
 #[cfg(test)]
 mod tests_imap;
 #[cfg(test)]

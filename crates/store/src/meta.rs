@@ -55,6 +55,20 @@ pub trait MetadataStore: Send + Sync + 'static {
         name: &str,
     ) -> Result<bool, StoreError>;
 
+    // DKIM keys (RFC 6376) of hosted domains; private keys arrive already sealed.
+    /// Every key of a domain, active and retired, oldest first.
+    async fn dkim_keys(&self, domain_id: DomainId) -> Result<Vec<DkimKey>, StoreError>;
+    /// Adds keys (signing or staged, as their `activated` says) in one transaction.
+    /// `Conflict` if a selector is taken, or the domain already has a signing (or staged) key
+    /// of the same algorithm, e.g. because another process created it first.
+    async fn add_dkim_keys(&self, keys: &[DkimKey]) -> Result<(), StoreError>;
+    /// Completes a staged rotation in one transaction: the signing keys are retired at `at`
+    /// and the staged ones sign from `at`. `NotFound` if nothing is staged.
+    async fn activate_dkim_keys(&self, domain_id: DomainId, at: i64) -> Result<(), StoreError>;
+    /// Deletes a retired or staged key: `Conflict` for a signing one, `NotFound` for an
+    /// unknown one.
+    async fn remove_dkim_key(&self, domain_id: DomainId, selector: &str) -> Result<(), StoreError>;
+
     // Key table
     async fn insert_key(&self, key: &WrappedKey) -> Result<(), StoreError>;
     async fn list_keys(&self) -> Result<Vec<WrappedKey>, StoreError>;

@@ -329,3 +329,61 @@ pub struct QuotaUsage {
     /// `None`: no limit.
     pub limit_bytes: Option<u64>,
 }
+
+/// A DKIM signing algorithm: `rsa-sha256` (RFC 6376 §3.3) or `ed25519-sha256` (RFC 8463).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DkimAlgorithm {
+    Ed25519,
+    Rsa,
+}
+
+impl DkimAlgorithm {
+    pub const ALL: [DkimAlgorithm; 2] = [DkimAlgorithm::Ed25519, DkimAlgorithm::Rsa];
+
+    /// Stable token stored in the database; also the key record's `k=` tag (RFC 6376 §3.6.1).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DkimAlgorithm::Ed25519 => "ed25519",
+            DkimAlgorithm::Rsa => "rsa",
+        }
+    }
+
+    pub fn parse(token: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|alg| alg.as_str() == token)
+    }
+}
+
+/// One DKIM key of a hosted domain. The private key (PKCS#8 DER) is sealed by a data key; the
+/// public key is published in DNS anyway, so it is kept in clear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DkimKey {
+    pub domain_id: DomainId,
+    /// RFC 6376 §3.1: the key record lives at `<selector>._domainkey.<domain>`.
+    pub selector: String,
+    pub algorithm: DkimAlgorithm,
+    /// The record's `p=` bytes: the raw 32-byte Ed25519 key (RFC 8463 §4.2) or an RSA
+    /// SubjectPublicKeyInfo (RFC 6376 §3.6.1).
+    pub public_key: Vec<u8>,
+    /// The data key that sealed `sealed_private_key`.
+    pub key_id: String,
+    pub sealed_private_key: Vec<u8>,
+    pub created: i64,
+    /// When it started signing; `None` while a rotation is staged: the key is published but
+    /// does not sign until it is activated, so no message is signed before DNS has its record.
+    pub activated: Option<i64>,
+    /// When a newer key replaced it. A retired key signs no more but stays published, so mail
+    /// it signed still verifies, until it is removed.
+    pub retired: Option<i64>,
+}
+
+impl DkimKey {
+    /// Whether it signs new mail.
+    pub fn signing(&self) -> bool {
+        self.activated.is_some() && self.retired.is_none()
+    }
+
+    /// Whether it waits for activation (a staged rotation).
+    pub fn pending(&self) -> bool {
+        self.activated.is_none()
+    }
+}

@@ -13,6 +13,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, Row};
 
+mod dkim;
 mod entries;
 mod mailboxes;
 
@@ -123,6 +124,27 @@ CREATE TABLE IF NOT EXISTS vanished (
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS vanished_by_modseq ON vanished (mailbox_id, modseq);
+-- DKIM keys (RFC 6376): private keys sealed (PKCS#8), public keys as published in DNS.
+CREATE TABLE IF NOT EXISTS dkim_keys (
+    domain_id INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
+    selector TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
+    public_key BLOB NOT NULL,
+    key_id TEXT NOT NULL,
+    sealed_private_key BLOB NOT NULL,
+    created INTEGER NOT NULL,
+    -- When it started signing; NULL while a rotation is staged (published, not signing).
+    activated INTEGER,
+    -- When a newer key replaced it (still published until removed).
+    retired INTEGER,
+    PRIMARY KEY (domain_id, selector)
+) WITHOUT ROWID;
+-- One signing and one staged key per algorithm and domain: concurrent first uses or
+-- rotations cannot both create one.
+CREATE UNIQUE INDEX IF NOT EXISTS dkim_keys_signing ON dkim_keys (domain_id, algorithm)
+    WHERE activated IS NOT NULL AND retired IS NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS dkim_keys_pending ON dkim_keys (domain_id, algorithm)
+    WHERE activated IS NULL;
 "#;
 
 pub struct SqliteMeta {
@@ -880,6 +902,22 @@ impl MetadataStore for SqliteMeta {
                 .fetch_all(&self.pool)
                 .await?,
         )
+    }
+
+    async fn dkim_keys(&self, domain_id: DomainId) -> Result<Vec<DkimKey>, StoreError> {
+        dkim::keys(self, domain_id).await
+    }
+
+    async fn add_dkim_keys(&self, keys: &[DkimKey]) -> Result<(), StoreError> {
+        dkim::add(self, keys).await
+    }
+
+    async fn activate_dkim_keys(&self, domain_id: DomainId, at: i64) -> Result<(), StoreError> {
+        dkim::activate(self, domain_id, at).await
+    }
+
+    async fn remove_dkim_key(&self, domain_id: DomainId, selector: &str) -> Result<(), StoreError> {
+        dkim::remove(self, domain_id, selector).await
     }
 }
 
