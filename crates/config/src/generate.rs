@@ -2,10 +2,11 @@
 
 use std::fmt::Write;
 
-use crate::SmtpSettings;
+use crate::{Dns, SmtpSettings};
 
 /// The file `postkeep init --dev` writes: loopback only, unprivileged ports from `ports_base`
-/// (SMTP on `ports_base`; the other listeners on the following ports, commented out).
+/// (SMTP on `ports_base`; the other listeners on the following ports; those not built yet
+/// are commented out).
 pub fn dev_config(hostname: &str, ports_base: u16) -> String {
     // Saturating keeps huge bases from panicking; the commented lines are only hints anyway.
     let port = |n: u16| ports_base.saturating_add(n);
@@ -22,6 +23,9 @@ pub fn dev_config(hostname: &str, ports_base: u16) -> String {
         "Development setup: loopback only, unprivileged ports.",
         ("127.0.0.1", ports_base),
         &listeners,
+        // Local test senders cannot pass SPF or DKIM, and a From: of a DMARC p=reject domain
+        // would be refused: verification is for a server that receives real mail.
+        false,
     )
 }
 
@@ -35,16 +39,27 @@ pub fn default_config(hostname: &str) -> String {
         ("pop3s", 995),
         ("https", 443),
     ];
-    render(hostname, "Production setup.", ("0.0.0.0", 25), &listeners)
+    render(
+        hostname,
+        "Production setup.",
+        ("0.0.0.0", 25),
+        &listeners,
+        true,
+    )
 }
+
+/// Listeners this version serves; the others are written commented out.
+const AVAILABLE: [&str; 3] = ["imap", "imaps", "pop3s"];
 
 fn render(
     hostname: &str,
     flavour: &str,
     (host, smtp_port): (&str, u16),
-    commented: &[(&str, u16)],
+    listeners: &[(&str, u16)],
+    inbound_auth: bool,
 ) -> String {
     let smtp = SmtpSettings::default();
+    let dns = Dns::default();
     // Serialising through toml escapes quotes and backslashes in the host name.
     let hostname = toml::Value::String(hostname.to_owned()).to_string();
     let mut out = String::new();
@@ -62,8 +77,10 @@ hostname = {hostname}
 smtp = "{host}:{smtp_port}"
 "#
     );
-    for (name, port) in commented {
-        let _ = writeln!(out, "# {name} = \"{host}:{port}\"");
+    for (name, port) in listeners {
+        // Listeners of later issues are listed, off, so the ports are reserved in the file.
+        let off = if AVAILABLE.contains(name) { "" } else { "# " };
+        let _ = writeln!(out, "{off}{name} = \"{host}:{port}\"");
     }
     let _ = write!(
         out,
@@ -100,6 +117,19 @@ data_timeout_secs = {data_timeout_secs}
 # Protocol errors tolerated before the connection is closed.
 max_errors = {max_errors}
 
+# DNS for sender authentication (SPF, DKIM, DMARC, ARC).
+[dns]
+# Nameservers as "ip:port", e.g. ["127.0.0.1:53"]; empty = the system's (/etc/resolv.conf).
+nameservers = []
+# Seconds one query may take (1 to 30); a slower answer counts as a temporary error.
+timeout_secs = {dns_timeout_secs}
+
+# Sender authentication of mail arriving on the smtp listener: SPF, DKIM, ARC and DMARC are
+# recorded in an Authentication-Results: header; mail failing DMARC is rejected or filed
+# into Junk as the sender's domain asks.
+[inbound_auth]
+enabled = {inbound_auth}
+
 [log]
 # error, warn, info, debug or trace.
 level = "info"
@@ -112,6 +142,7 @@ level = "info"
         command_timeout_secs = smtp.command_timeout_secs,
         data_timeout_secs = smtp.data_timeout_secs,
         max_errors = smtp.max_errors,
+        dns_timeout_secs = dns.timeout_secs,
     );
     out
 }

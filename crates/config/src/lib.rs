@@ -5,6 +5,7 @@
 //! operator can fix a typo without guessing; bad input never panics.
 #![forbid(unsafe_code)]
 
+mod dns;
 mod error;
 mod generate;
 mod listen;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use dns::{Dns, InboundAuth};
 pub use error::ConfigError;
 pub use generate::{default_config, dev_config};
 pub use validate::check_hostname;
@@ -27,7 +29,8 @@ pub const CONFIG_FILE_NAME: &str = "postkeep.toml";
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Our own name: SMTP greeting, EHLO reply and `Received:` headers.
+    /// Our own name: SMTP greeting, EHLO reply, `Received:` headers and the authserv-id of
+    /// `Authentication-Results:` (RFC 8601 §2.5).
     pub hostname: String,
     #[serde(default)]
     pub listen: Listen,
@@ -39,6 +42,10 @@ pub struct Config {
     pub storage: Storage,
     #[serde(default)]
     pub smtp: SmtpSettings,
+    #[serde(default)]
+    pub dns: Dns,
+    #[serde(default)]
+    pub inbound_auth: InboundAuth,
     #[serde(default)]
     pub log: Log,
 }
@@ -257,6 +264,8 @@ impl Config {
             encryption: Encryption::default(),
             storage: Storage::default(),
             smtp: SmtpSettings::default(),
+            dns: Dns::default(),
+            inbound_auth: InboundAuth::default(),
             log: Log::default(),
         }
     }

@@ -9,6 +9,9 @@ use crate::Config;
 
 /// RFC 5321 §4.5.3.1.4: a command line of 512 octets (CRLF included) must be accepted.
 const MIN_COMMAND_LINE: usize = 512;
+/// Sender verification runs while the client waits for the reply to DATA; a longer DNS
+/// timeout would make every slow sender's domain hold connections open for minutes.
+const MAX_DNS_TIMEOUT_SECS: u64 = 30;
 
 /// First problem found, reported with its key and, when the key is written in `text`, its line.
 pub(crate) fn validate(config: &Config, text: &str, path: &Path) -> Result<(), ConfigError> {
@@ -59,6 +62,12 @@ fn first_problem(config: &Config) -> Option<(String, String)> {
         ),
         at_least("smtp.data_timeout_secs", config.smtp.data_timeout_secs, 1),
         at_least("smtp.max_errors", config.smtp.max_errors.into(), 1),
+        at_least("dns.timeout_secs", config.dns.timeout_secs, 1),
+        at_most(
+            "dns.timeout_secs",
+            config.dns.timeout_secs,
+            MAX_DNS_TIMEOUT_SECS,
+        ),
         non_blank("log.level", &config.log.level),
     ];
     checks.into_iter().flatten().next()
@@ -127,6 +136,15 @@ fn at_least(key: &str, value: u64, min: u64) -> Option<(String, String)> {
         (
             key.to_owned(),
             format!("must be at least {min}, got {value}"),
+        )
+    })
+}
+
+fn at_most(key: &str, value: u64, max: u64) -> Option<(String, String)> {
+    (value > max).then(|| {
+        (
+            key.to_owned(),
+            format!("must be at most {max}, got {value}"),
         )
     })
 }

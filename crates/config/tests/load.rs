@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use postkeep_config::{
-    default_config, dev_config, Config, ConfigError, KeyScope, SmtpSettings, StorageBackend,
+    default_config, dev_config, Config, ConfigError, Dns, InboundAuth, KeyScope, SmtpSettings,
+    StorageBackend,
 };
 
 const FILE: &str = "/data/postkeep.toml";
@@ -48,6 +49,12 @@ fn minimal_file_gets_documented_defaults() {
     assert_eq!(config.smtp.command_timeout().as_secs(), 300);
     assert_eq!(config.smtp.data_timeout().as_secs(), 180);
     assert_eq!(config.smtp.max_errors, 10);
+    assert!(
+        config.dns.nameservers.is_empty(),
+        "system resolver by default"
+    );
+    assert_eq!(config.dns.timeout().as_secs(), 5);
+    assert!(config.inbound_auth.enabled);
     assert_eq!(config.log.level, "info");
 }
 
@@ -80,6 +87,11 @@ max_connections_per_ip = 1
 command_timeout_secs = 30
 data_timeout_secs = 20
 max_errors = 3
+[dns]
+nameservers = ["127.0.0.1:5353", "[::1]:53"]
+timeout_secs = 2
+[inbound_auth]
+enabled = false
 [log]
 level = "debug"
 "#;
@@ -105,6 +117,14 @@ level = "debug"
             max_errors: 3,
         }
     );
+    assert_eq!(
+        config.dns,
+        Dns {
+            nameservers: vec![addr("127.0.0.1:5353"), addr("[::1]:53")],
+            timeout_secs: 2,
+        }
+    );
+    assert_eq!(config.inbound_auth, InboundAuth { enabled: false });
     assert_eq!(config.log.level, "debug");
 }
 
@@ -196,7 +216,16 @@ fn unknown_top_level_key_and_table_are_rejected() {
 
 #[test]
 fn unknown_key_in_every_table_is_rejected() {
-    for table in ["listen", "tls", "encryption", "storage", "smtp", "log"] {
+    for table in [
+        "listen",
+        "tls",
+        "encryption",
+        "storage",
+        "smtp",
+        "dns",
+        "inbound_auth",
+        "log",
+    ] {
         let text = format!("hostname = \"a.example\"\n[{table}]\nnope = 1\n");
         let (e, shown) = parse_err(&text);
         assert_eq!(e.key(), Some(format!("{table}.nope").as_str()), "{shown}");
@@ -362,6 +391,50 @@ fn zero_limits_are_rejected_with_key_and_line() {
 }
 
 #[test]
+fn nameserver_must_be_an_ip_and_port() {
+    let text = "hostname = \"a.example\"\n[dns]\nnameservers = [\n  \"127.0.0.1:53\",\n  \"ns.example:53\",\n]\n";
+    let (e, shown) = parse_err(text);
+    assert_eq!(e.key(), Some("dns.nameservers[1]"), "{shown}");
+    assert_eq!(e.line(), Some(5), "{shown}");
+    assert!(
+        shown.contains("invalid nameserver \"ns.example:53\": expected \"ip:port\""),
+        "{shown}"
+    );
+    let (_, shown) = parse_err("hostname = \"a.example\"\n[dns]\nnameservers = [\"127.0.0.1\"]\n");
+    assert!(
+        shown.contains("invalid nameserver \"127.0.0.1\""),
+        "{shown}"
+    );
+    let (e, shown) = parse_err("hostname = \"a.example\"\n[dns]\nnameservers = \"127.0.0.1:53\"\n");
+    assert_eq!(e.key(), Some("dns.nameservers"), "{shown}");
+    assert!(shown.contains("expected a list"), "{shown}");
+}
+
+#[test]
+fn dns_timeout_is_bounded_both_ways() {
+    for (value, message) in [
+        (0, "must be at least 1, got 0"),
+        (31, "must be at most 30, got 31"),
+    ] {
+        let text = format!("hostname = \"a.example\"\n[dns]\ntimeout_secs = {value}\n");
+        let (e, shown) = parse_err(&text);
+        assert_eq!(
+            shown,
+            format!("/data/postkeep.toml:3: key `dns.timeout_secs`: {message}")
+        );
+        assert_eq!(e.line(), Some(3));
+    }
+    assert!(parse("hostname = \"a.example\"\n[dns]\ntimeout_secs = 30\n").is_ok());
+}
+
+#[test]
+fn inbound_auth_switch_must_be_a_boolean() {
+    let (e, shown) = parse_err("hostname = \"a.example\"\n[inbound_auth]\nenabled = \"yes\"\n");
+    assert_eq!(e.key(), Some("inbound_auth.enabled"), "{shown}");
+    assert_eq!(e.line(), Some(3), "{shown}");
+}
+
+#[test]
 fn empty_paths_and_log_level_are_rejected() {
     for (table, key) in [
         ("tls", "cert"),
@@ -402,13 +475,21 @@ fn dev_config_loads_back_with_loopback_listener() {
     assert_eq!(config.hostname, "mail.example.test");
     assert_eq!(
         config.listen.enabled(),
-        vec![("smtp", addr("127.0.0.1:2525"))]
+        vec![
+            ("smtp", addr("127.0.0.1:2525")),
+            ("imap", addr("127.0.0.1:2528")),
+            ("imaps", addr("127.0.0.1:2529")),
+            ("pop3s", addr("127.0.0.1:2530")),
+        ]
     );
     assert_eq!(config.tls.cert, PathBuf::from("tls/cert.pem"));
     assert_eq!(config.tls.key, PathBuf::from("tls/key.pem"));
     assert_eq!(config.encryption.key_scope, KeyScope::Account);
     assert_eq!(config.smtp, SmtpSettings::default());
-    // The other listeners are shown to the user, commented out, on the following ports.
+    assert_eq!(config.dns, Dns::default());
+    // Local test senders cannot pass SPF/DKIM: verification is off in a development setup.
+    assert_eq!(config.inbound_auth, InboundAuth { enabled: false });
+    // Listeners not built yet are shown to the user, commented out, on the following ports.
     assert!(
         text.contains("# submission = \"127.0.0.1:2526\"\n"),
         "{text}"
@@ -421,17 +502,20 @@ fn default_config_loads_back_with_port_25() {
     let text = default_config("mx.example.org");
     let config = write_and_load(&text);
     assert_eq!(config.hostname, "mx.example.org");
-    assert_eq!(config.listen.enabled(), vec![("smtp", addr("0.0.0.0:25"))]);
+    assert_eq!(
+        config.listen.enabled(),
+        vec![
+            ("smtp", addr("0.0.0.0:25")),
+            ("imap", addr("0.0.0.0:143")),
+            ("imaps", addr("0.0.0.0:993")),
+            ("pop3s", addr("0.0.0.0:995")),
+        ]
+    );
     assert_eq!(config.encryption.key_scope, KeyScope::Account);
     assert_eq!(config.smtp, SmtpSettings::default());
-    for name in [
-        "submission",
-        "submissions",
-        "imap",
-        "imaps",
-        "pop3s",
-        "https",
-    ] {
+    assert_eq!(config.dns, Dns::default());
+    assert_eq!(config.inbound_auth, InboundAuth { enabled: true });
+    for name in ["submission", "submissions", "https"] {
         assert!(
             text.contains(&format!("\n# {name} = \"0.0.0.0:")),
             "{name}\n{text}"
@@ -441,8 +525,12 @@ fn default_config_loads_back_with_port_25() {
 
 #[test]
 fn dev_config_with_highest_port_base_does_not_panic() {
-    let config = parse(&dev_config("a.example", u16::MAX)).unwrap();
-    assert_eq!(config.listen.smtp, Some(addr("127.0.0.1:65535")));
+    // The ports after 65535 saturate onto it: the listeners then clash, which is an error
+    // naming the key, never a panic.
+    match parse(&dev_config("a.example", u16::MAX)) {
+        Ok(config) => assert_eq!(config.listen.smtp, Some(addr("127.0.0.1:65535"))),
+        Err(error) => assert!(error.to_string().contains("listen"), "{error}"),
+    }
 }
 
 #[test]

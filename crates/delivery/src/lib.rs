@@ -2,16 +2,24 @@
 //!
 //! ```text
 //! SMTP DATA ──► Deliverer ──► summarize once ──► stages (in order) ──► seal + store per recipient ──► 250
-//!                                               │ today: FileInto(Inbox)
-//!                                               │ later: SPF/DKIM/DMARC, Sentinel, classifier, user rules
+//!                                               │ today: inbound authentication, FileInto(Inbox)
+//!                                               │ later: Sentinel, classifier, user rules
 //! ```
 //! A [`Stage`] sees the parsed message and every recipient's filing decision, and may change
-//! the decisions or reject the whole message. Stages run before anything is stored, so a
-//! rejection never leaves a partial delivery behind.
+//! the decisions, edit the top-level header ([`InboundMessage::edit_header`]) or reject the
+//! whole message. Stages run before anything is stored, so a rejection never leaves a partial
+//! delivery behind.
 #![forbid(unsafe_code)]
 
+mod authentication;
+mod header;
 mod spool;
 
+pub use authentication::{
+    ArcCheck, AuthResult, DkimCheck, DmarcCheck, DmarcPolicy, SenderAuthentication, SpfCheck,
+    SpfIdentity,
+};
+pub use header::{HeaderField, FIELD_PREFIX_MAX};
 pub use spool::{ReceivedMessage, SpoolSink, SPILL_AT};
 
 use std::io;
@@ -34,10 +42,19 @@ pub struct Filing {
 /// A message on its way through the pipeline.
 pub struct InboundMessage {
     pub envelope: Envelope,
-    /// The message as received (in memory or spooled; `open()` reads it either way).
+    /// The message as received (in memory or spooled; `open()` reads it either way), plus
+    /// whatever header edits stages made.
     pub raw: MessageBytes,
+    /// The summary of `raw`: offsets follow header edits.
     pub summary: MessageSummary,
     pub filings: Vec<Filing>,
+    /// What SPF, DKIM, ARC and DMARC found, once the inbound-auth stage has run; `None` when
+    /// it is off or skipped the message. For the organizer and user rules.
+    pub authentication: Option<SenderAuthentication>,
+    /// The account of an authenticated submission session (RFC 6409) that handed in this
+    /// message; `None` for mail received as MX. Sender verification skips submitted mail:
+    /// the submission listener (not built yet) sets it.
+    pub submitted_by: Option<AccountId>,
 }
 
 /// A stage's decision about the whole message.
@@ -136,6 +153,8 @@ impl Deliverer {
             raw,
             summary,
             filings,
+            authentication: None,
+            submitted_by: None,
         };
         for stage in &self.stages {
             match stage.process(&mut message).await {
@@ -264,6 +283,24 @@ mod tests {
         }
     }
 
+    /// Prepends a field and drops `X-Forged:`, as the inbound-auth stage does with its header.
+    struct StampHeader;
+
+    #[async_trait]
+    impl Stage for StampHeader {
+        fn name(&self) -> &'static str {
+            "stamp"
+        }
+        async fn process(&self, message: &mut InboundMessage) -> Verdict {
+            let drop_forged =
+                |field: &HeaderField<'_>| field.name.eq_ignore_ascii_case(b"x-forged");
+            match message.edit_header("X-Stamp: yes\r\n", drop_forged).await {
+                Ok(()) => Verdict::Continue,
+                Err(e) => Verdict::Defer(e.to_string()),
+            }
+        }
+    }
+
     async fn store(dir: &std::path::Path) -> Arc<MailStore> {
         let store = postkeep_store::testing::store_with_domain(dir, "example.org").await;
         store.create_account("a@example.org", None).await.unwrap();
@@ -359,6 +396,48 @@ mod tests {
             .await;
         assert_eq!(outcome, DeliveryOutcome::Stored);
         assert_eq!(count(&store, "a@example.org", MailboxRole::Inbox).await, 1);
+    }
+
+    #[tokio::test]
+    async fn header_edit_of_a_spooled_message_is_stored_with_a_matching_summary() {
+        use postkeep_smtp::MessageSink;
+        use std::io::Read;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let mut raw = b"Received: from x\r\nX-Forged: drop me\r\nSubject: big\r\n\
+                        Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\n"
+            .to_vec();
+        while raw.len() <= 2 * SPILL_AT {
+            raw.extend_from_slice(b"a line of a long body\n");
+        }
+        raw.extend_from_slice(b"--b--\r\n");
+        let mut sink = SpoolSink::new(Arc::clone(&store));
+        for chunk in raw.chunks(65_521) {
+            sink.write(chunk).await.unwrap();
+        }
+        let deliverer = Deliverer::new(Arc::clone(&store), vec![Arc::new(StampHeader)]);
+        let outcome = deliverer.deliver(sink, &envelope(&["a@example.org"])).await;
+        assert_eq!(outcome, DeliveryOutcome::Stored);
+
+        let mut expected = b"X-Stamp: yes\r\nReceived: from x\r\n".to_vec();
+        expected.extend_from_slice(&raw[raw.windows(9).position(|w| w == b"Subject: ").unwrap()..]);
+        let account = store.find_account("a@example.org").await.unwrap().unwrap();
+        let record = store.account_messages(account.id).await.unwrap().remove(0);
+        let mut stored = Vec::new();
+        let mut reader = store.message_reader(&record).await.unwrap();
+        tokio::task::spawn_blocking(move || reader.read_to_end(&mut stored).map(|_| stored))
+            .await
+            .unwrap()
+            .map(|stored| assert!(stored == expected, "stored bytes differ"))
+            .unwrap();
+        let wire = postkeep_message::wire::to_wire(&expected);
+        assert_eq!(record.size, expected.len() as u64);
+        assert_eq!(record.wire_size, wire.len() as u64);
+        assert_eq!(
+            store.summary(&record).await.unwrap(),
+            postkeep_message::wire::summarize_wire(&expected)
+        );
     }
 
     #[tokio::test]
