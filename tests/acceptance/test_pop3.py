@@ -9,25 +9,16 @@ import time
 
 import pytest
 
-from conftest import DOMAIN, HOST, PASSWORD, SECTION_RE, make_message, with_token
+from conftest import DOMAIN, HOST, PASSWORD, make_message, with_token
+from imap_helpers import enable_listeners
 
 ALICE = f"alice@{DOMAIN}"
 LOGIN_RETRY = 15.0
 
 
 def enable_pop3s(srv) -> None:
-    """Adds a `pop3s` line under [listen] (the dev config has it commented out)."""
-    lines = srv.config_text().splitlines(keepends=True)
-    for i, line in enumerate(lines):
-        m = SECTION_RE.match(line)
-        if m and m.group(1).strip() == "listen":
-            lines.insert(i + 1, f'pop3s = "{HOST}:0"\n')
-            break
-    else:
-        raise AssertionError("no [listen] section in postkeep.toml")
-    srv.config_path.write_text("".join(lines))
-    srv.assign_ports()
-    assert "pop3s" in srv.ports, srv.config_text()
+    """Makes sure `pop3s` is on (the dev config has it; older configs may not)."""
+    enable_listeners(srv, "pop3s")
 
 
 @pytest.fixture

@@ -18,5 +18,5 @@ pub use error::AuthError;
 pub use password::{
     hash_password, hash_password_async, verify_password, verify_password_async, Verification,
 };
-pub use sasl::{decode_sasl_plain, SaslPlain};
+pub use sasl::{decode_sasl_plain, parse_sasl_plain, SaslPlain};
 pub use throttle::{Throttle, ThrottleConfig};

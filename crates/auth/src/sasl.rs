@@ -33,6 +33,11 @@ pub fn decode_sasl_plain(encoded: &str) -> Result<SaslPlain, AuthError> {
             .decode(encoded.trim())
             .map_err(|_| AuthError::SaslPlain("invalid base64"))?,
     );
+    parse_sasl_plain(&raw)
+}
+
+/// Parses an already base64-decoded SASL PLAIN message (IMAP's codec decodes it).
+pub fn parse_sasl_plain(raw: &[u8]) -> Result<SaslPlain, AuthError> {
     let mut parts = raw.split(|b| *b == 0);
     let (Some(authzid), Some(authcid), Some(passwd), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())

@@ -9,6 +9,7 @@ use postkeep_auth::login::Authenticator;
 use postkeep_auth::Throttle;
 use postkeep_config::Config;
 use postkeep_delivery::Deliverer;
+use postkeep_imap::{ImapServer, ImapSettings, Security};
 use postkeep_pop3::{Pop3Server, Pop3Settings};
 use postkeep_smtp::{SmtpServer, SmtpSettings};
 use postkeep_store::{BlobArea, MailStore};
@@ -45,7 +46,7 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen for smtp on {addr}"))?;
-        let deliverer = Arc::new(Deliverer::new(Arc::clone(&store), Vec::new()));
+        let deliverer = Arc::new(Deliverer::new(Arc::clone(&store), mx_stages(&dir.config)?));
         let server = Arc::new(SmtpServer::new(
             smtp_settings(&dir.config),
             deliverer,
@@ -72,8 +73,38 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
         servers.spawn(server.serve(listener, shutdown_rx.clone()));
         println!("pop3s: listening on {addr}");
     }
+    let imap_listeners = [
+        (listen.imaps, Security::ImplicitTls),
+        (listen.imap, Security::StartTls),
+    ];
+    if imap_listeners.iter().any(|(addr, _)| addr.is_some()) {
+        let tls = load_tls13(&dir)?.context("imap and imaps need a TLS certificate in [tls]")?;
+        // One server for both ports: one connection cap, one set of per-IP limits.
+        let server = Arc::new(ImapServer::new(
+            ImapSettings {
+                append_limit: dir.config.smtp.max_message_size,
+                ..ImapSettings::default()
+            },
+            Arc::clone(&store),
+            Arc::clone(&auth),
+            tls,
+        ));
+        for (addr, security) in imap_listeners {
+            let Some(addr) = addr else { continue };
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for IMAP on {addr}"))?;
+            servers.spawn(Arc::clone(&server).serve(listener, security, shutdown_rx.clone()));
+            let name = if security == Security::ImplicitTls {
+                "imaps"
+            } else {
+                "imap (STARTTLS)"
+            };
+            println!("{name}: listening on {addr}");
+        }
+    }
     for (name, addr) in listen.enabled() {
-        if name != "smtp" && name != "pop3s" {
+        if !matches!(name, "smtp" | "pop3s" | "imap" | "imaps") {
             tracing::warn!(listener = name, %addr, "listener configured but not available in this version");
         }
     }
@@ -108,6 +139,21 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
         "blob crypto time"
     );
     Ok(())
+}
+
+/// The delivery stages of mail received as MX: sender authentication (SPF, DKIM, ARC, DMARC)
+/// unless `[inbound_auth]` turns it off.
+fn mx_stages(config: &Config) -> anyhow::Result<Vec<Arc<dyn postkeep_delivery::Stage>>> {
+    if !config.inbound_auth.enabled {
+        return Ok(Vec::new());
+    }
+    let dns = postkeep_inbound_auth::DnsSettings {
+        nameservers: config.dns.nameservers.clone(),
+        timeout: config.dns.timeout(),
+    };
+    let stage = postkeep_inbound_auth::InboundAuth::new(&config.hostname, &dns)
+        .context("cannot start sender authentication ([inbound_auth])")?;
+    Ok(vec![Arc::new(stage)])
 }
 
 fn smtp_settings(config: &Config) -> SmtpSettings {
@@ -219,8 +265,17 @@ fn print_dev_help(dir: &DataDir) {
         "    swaks --server 127.0.0.1:{port} --tls --to demo@example.test --from you@example.net"
     );
     println!("  read it back:");
+    if let Some(imaps) = dir.config.listen.imaps {
+        println!(
+            "    IMAP: any mail client, imaps on {imaps} (self-signed certificate), user demo@example.test;"
+        );
+        println!("    or: curl -k --user demo@example.test 'imaps://{imaps}/INBOX;UID=1'");
+    }
+    if let Some(pop3s) = dir.config.listen.pop3s {
+        println!("    POP3: pop3s on {pop3s}");
+    }
     println!(
-        "    cargo run --release -- export demo@example.test /tmp/demo.mbox --data {}",
+        "    or export it: cargo run --release -- export demo@example.test /tmp/demo.mbox --data {}",
         dir.path.display()
     );
     println!("  stop with Ctrl-C");
