@@ -13,6 +13,7 @@
 
 mod authentication;
 mod header;
+mod outbox;
 mod spool;
 
 pub use authentication::{
@@ -20,6 +21,7 @@ pub use authentication::{
     SpfIdentity,
 };
 pub use header::{HeaderField, FIELD_PREFIX_MAX};
+pub use outbox::{Outbox, OutboxError};
 pub use spool::{ReceivedMessage, SpoolSink, SPILL_AT};
 
 use std::io;
