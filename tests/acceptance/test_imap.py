@@ -471,3 +471,38 @@ def test_large_append_is_streamed_and_reads_back(imap_server):
     client.logout()
     grew = peak_rss_bytes(imap_server.proc.pid) - before
     assert grew < len(message) * 6 // 10, f"peak RSS grew by {grew} bytes for a {len(message)}-byte APPEND"
+
+
+def test_every_rfc9051_search_key_parses_and_selects_the_right_messages(imap_server):
+    deliver(imap_server, "keys-1", subject="alpha report", body="first body text\r\n",
+            extra_headers=["Cc: Carol <carol@remote.test>", "X-Tag: blue"])
+    deliver(imap_server, "keys-2", subject="beta notes", body="second body " + "x" * 5000 + "\r\n")
+    raw = RawImap.tls(imap_server)
+    raw.login()
+    raw.cmd("s", "SELECT INBOX")
+    raw.cmd("f", "STORE 1 +FLAGS (\\Flagged \\Answered $Blue)")
+    lines, _ = raw.cmd("e", "FETCH 1:2 (EMAILID THREADID)")
+    emailid = re.search(rb"EMAILID \(([^)]+)\)", lines[0]).group(1).decode()
+    threadid = re.search(rb"THREADID \(([^)]+)\)", lines[1]).group(1).decode()
+    today = time.strftime("%d-%b-%Y", time.gmtime())
+    expectations = {
+        "ALL": "1 2", "ANSWERED": "1", "UNANSWERED": "2", "FLAGGED": "1", "UNFLAGGED": "2",
+        "DELETED": "", "UNDELETED": "1 2", "DRAFT": "", "UNDRAFT": "1 2", "SEEN": "",
+        "UNSEEN": "1 2", "NEW": "", "OLD": "1 2", "RECENT": "", "KEYWORD $Blue": "1",
+        "UNKEYWORD $Blue": "2", "LARGER 4000": "2", "SMALLER 4000": "1",
+        f"SINCE {today}": "1 2", f"ON {today}": "1 2", f"BEFORE {today}": "",
+        "SENTON 1-Jan-2024": "1 2", "SENTBEFORE 1-Jan-2024": "", "SENTSINCE 2-Jan-2024": "",
+        "FROM sender@remote": "1 2", "TO alice": "1 2", "CC carol": "1", "BCC carol": "",
+        "SUBJECT ALPHA": "1", 'HEADER X-Tag "blue"': "1", 'HEADER X-Tag ""': "1",
+        "BODY second": "2", "TEXT x-tag": "1", "UID 2": "2", "2": "2", "1:*": "1 2",
+        "OR SUBJECT alpha SUBJECT beta": "1 2", "NOT SUBJECT alpha": "2",
+        "(FLAGGED SUBJECT alpha)": "1", "MODSEQ 1": "1 2", f"EMAILID {emailid}": "1",
+        f"THREADID {threadid}": "2", f"SAVEDSINCE {today}": "1 2", f"SAVEDBEFORE {today}": "",
+        "SAVEDATESUPPORTED": "1 2",
+    }
+    for i, (key, expected) in enumerate(expectations.items()):
+        lines, done = raw.cmd(f"k{i}", f"SEARCH {key}")
+        assert done.startswith(f"k{i} OK".encode()), (key, done)
+        found = re.sub(rb" \(MODSEQ \d+\)", b"", lines[0])[len(b"* SEARCH"):].decode().strip()
+        assert found == expected, f"SEARCH {key}: {found!r}, expected {expected!r}"
+    raw.close()
