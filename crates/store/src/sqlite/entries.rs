@@ -95,12 +95,15 @@ pub(super) async fn records(
         return Ok(Vec::new());
     }
     let summary = if with_summary { "m.summary" } else { "X''" };
+    // CROSS JOIN keeps the ranges as the outer loop, so each is one index range scan of
+    // (mailbox_id, uid); left to itself SQLite put json_each inside and scanned the whole
+    // mailbox once per range (956 ms instead of 4.6 ms for 100 single-UID ranges).
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT e.mailbox_id, e.uid, e.message_id, e.modseq, e.flags, e.keywords, e.save_date, \
          m.id, m.account_id, m.blob_id, m.inline_blob IS NOT NULL AS inline, m.key_id, \
          m.internal_date, m.size, m.wire_size, m.thread_id, {summary} AS summary \
          FROM json_each(?2) r \
-         JOIN mailbox_entries e ON e.mailbox_id = ?1 \
+         CROSS JOIN mailbox_entries e ON e.mailbox_id = ?1 \
            AND e.uid BETWEEN json_extract(r.value, '$[0]') AND json_extract(r.value, '$[1]') \
          JOIN messages m ON m.id = e.message_id \
          ORDER BY e.uid"
