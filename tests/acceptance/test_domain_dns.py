@@ -121,12 +121,12 @@ def this_month() -> str:
 
 
 def configure(srv) -> None:
-    """A public-looking hostname, the submissions listener switched on and the imap and pop3s
-    listeners off, so both an offered and a missing service are printed."""
+    """A public-looking hostname, the submissions listener on and the submission, imap and
+    pop3s listeners off, so both an offered and a missing service are printed."""
     text = srv.config_text()
     text = re.sub(r'(?m)^hostname = .*$', f'hostname = "{HOSTNAME}"', text)
-    text = re.sub(r'(?m)^# (submissions = ")', r"\1", text)
-    for name in ("imap", "pop3s"):
+    assert re.search(r'(?m)^submissions = "', text), "the dev config serves submissions"
+    for name in ("submission", "imap", "pop3s"):
         text = re.sub(rf'(?m)^({name} = ")', r"# \1", text)
     srv.config_path.write_text(text)
 

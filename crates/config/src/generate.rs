@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::{Dns, SmtpSettings};
+use crate::{Dns, Queue, SmtpSettings, Submission};
 
 /// The file `postkeep init --dev` writes: loopback only, unprivileged ports from `ports_base`
 /// (SMTP on `ports_base`; the other listeners on the following ports; those not built yet
@@ -49,7 +49,7 @@ pub fn default_config(hostname: &str) -> String {
 }
 
 /// Listeners this version serves; the others are written commented out.
-const AVAILABLE: [&str; 3] = ["imap", "imaps", "pop3s"];
+const AVAILABLE: [&str; 5] = ["submission", "submissions", "imap", "imaps", "pop3s"];
 
 fn render(
     hostname: &str,
@@ -59,7 +59,9 @@ fn render(
     inbound_auth: bool,
 ) -> String {
     let smtp = SmtpSettings::default();
+    let submission = Submission::default();
     let dns = Dns::default();
+    let queue = Queue::default();
     // Serialising through toml escapes quotes and backslashes in the host name.
     let hostname = toml::Value::String(hostname.to_owned()).to_string();
     let mut out = String::new();
@@ -117,6 +119,16 @@ data_timeout_secs = {data_timeout_secs}
 # Protocol errors tolerated before the connection is closed.
 max_errors = {max_errors}
 
+# Mail sent by logged-in users (submission on 587 with STARTTLS, submissions on 465 with TLS).
+# Size, connection limits and timeouts are those of [smtp].
+[submission]
+# Messages one account may send per hour, and recipients per message; more get a temporary
+# error (4xx), never silently dropped.
+max_messages_per_hour = {max_messages_per_hour}
+max_recipients = {submission_max_recipients}
+# Keep a copy of every sent message in the account's Sent mailbox.
+sent_copy = {sent_copy}
+
 # DNS for sender authentication (SPF, DKIM, DMARC, ARC).
 [dns]
 # Nameservers as "ip:port", e.g. ["127.0.0.1:53"]; empty = the system's (/etc/resolv.conf).
@@ -130,6 +142,19 @@ timeout_secs = {dns_timeout_secs}
 [inbound_auth]
 enabled = {inbound_auth}
 
+# The outbound queue: mail submitted for other domains.
+[queue]
+# Seconds before the second attempt at a deferred message; each later wait doubles, up to
+# retry_max_secs.
+retry_base_secs = {retry_base_secs}
+retry_max_secs = {retry_max_secs}
+# Seconds a message is retried before it is returned to its sender (5 days).
+lifetime_secs = {lifetime_secs}
+# Seconds undelivered before the sender is told of the delay, once (0 = never).
+delay_notice_secs = {delay_notice_secs}
+# Deliveries in progress at once.
+concurrency = {concurrency}
+
 [log]
 # error, warn, info, debug or trace.
 level = "info"
@@ -142,7 +167,15 @@ level = "info"
         command_timeout_secs = smtp.command_timeout_secs,
         data_timeout_secs = smtp.data_timeout_secs,
         max_errors = smtp.max_errors,
+        max_messages_per_hour = submission.max_messages_per_hour,
+        submission_max_recipients = submission.max_recipients,
+        sent_copy = submission.sent_copy,
         dns_timeout_secs = dns.timeout_secs,
+        retry_base_secs = queue.retry_base_secs,
+        retry_max_secs = queue.retry_max_secs,
+        lifetime_secs = queue.lifetime_secs,
+        delay_notice_secs = queue.delay_notice_secs,
+        concurrency = queue.concurrency,
     );
     out
 }

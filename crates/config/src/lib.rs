@@ -9,6 +9,7 @@ mod dns;
 mod error;
 mod generate;
 mod listen;
+mod queue;
 mod validate;
 
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use serde::Deserialize;
 pub use dns::{Dns, InboundAuth};
 pub use error::ConfigError;
 pub use generate::{default_config, dev_config};
+pub use queue::Queue;
 pub use validate::check_hostname;
 
 /// File name of the configuration inside the data directory.
@@ -43,9 +45,13 @@ pub struct Config {
     #[serde(default)]
     pub smtp: SmtpSettings,
     #[serde(default)]
+    pub submission: Submission,
+    #[serde(default)]
     pub dns: Dns,
     #[serde(default)]
     pub inbound_auth: InboundAuth,
+    #[serde(default)]
+    pub queue: Queue,
     #[serde(default)]
     pub log: Log,
 }
@@ -233,6 +239,30 @@ impl SmtpSettings {
     }
 }
 
+/// Message submission (RFC 6409) on the `submission` and `submissions` listeners. Connection
+/// limits, timeouts and the message size are those of `[smtp]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Submission {
+    /// Messages one account may send per rolling hour; more get `451 4.7.1` until the
+    /// hour has passed.
+    pub max_messages_per_hour: u32,
+    /// Recipients per message; more get `452 4.5.3`.
+    pub max_recipients: u32,
+    /// Store a copy of every sent message in the account's Sent mailbox.
+    pub sent_copy: bool,
+}
+
+impl Default for Submission {
+    fn default() -> Self {
+        Submission {
+            max_messages_per_hour: 200,
+            max_recipients: 50,
+            sent_copy: true,
+        }
+    }
+}
+
 /// Logging.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -264,8 +294,10 @@ impl Config {
             encryption: Encryption::default(),
             storage: Storage::default(),
             smtp: SmtpSettings::default(),
+            submission: Submission::default(),
             dns: Dns::default(),
             inbound_auth: InboundAuth::default(),
+            queue: Queue::default(),
             log: Log::default(),
         }
     }

@@ -62,12 +62,31 @@ fn first_problem(config: &Config) -> Option<(String, String)> {
         ),
         at_least("smtp.data_timeout_secs", config.smtp.data_timeout_secs, 1),
         at_least("smtp.max_errors", config.smtp.max_errors.into(), 1),
+        at_least(
+            "submission.max_messages_per_hour",
+            config.submission.max_messages_per_hour.into(),
+            1,
+        ),
+        at_least(
+            "submission.max_recipients",
+            config.submission.max_recipients.into(),
+            1,
+        ),
         at_least("dns.timeout_secs", config.dns.timeout_secs, 1),
         at_most(
             "dns.timeout_secs",
             config.dns.timeout_secs,
             MAX_DNS_TIMEOUT_SECS,
         ),
+        at_least("queue.retry_base_secs", config.queue.retry_base_secs, 1),
+        at_least(
+            "queue.retry_max_secs",
+            config.queue.retry_max_secs,
+            config.queue.retry_base_secs,
+        ),
+        at_least("queue.lifetime_secs", config.queue.lifetime_secs, 1),
+        at_least("queue.concurrency", config.queue.concurrency.into(), 1),
+        at_least("queue.remote_port", config.queue.remote_port.into(), 1),
         non_blank("log.level", &config.log.level),
     ];
     checks.into_iter().flatten().next()

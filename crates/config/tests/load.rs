@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use postkeep_config::{
-    default_config, dev_config, Config, ConfigError, Dns, InboundAuth, KeyScope, SmtpSettings,
-    StorageBackend,
+    default_config, dev_config, Config, ConfigError, Dns, InboundAuth, KeyScope, Queue,
+    SmtpSettings, StorageBackend, Submission,
 };
 
 const FILE: &str = "/data/postkeep.toml";
@@ -49,12 +49,24 @@ fn minimal_file_gets_documented_defaults() {
     assert_eq!(config.smtp.command_timeout().as_secs(), 300);
     assert_eq!(config.smtp.data_timeout().as_secs(), 180);
     assert_eq!(config.smtp.max_errors, 10);
+    assert_eq!(config.submission.max_messages_per_hour, 200);
+    assert_eq!(config.submission.max_recipients, 50);
+    assert!(config.submission.sent_copy);
     assert!(
         config.dns.nameservers.is_empty(),
         "system resolver by default"
     );
     assert_eq!(config.dns.timeout().as_secs(), 5);
     assert!(config.inbound_auth.enabled);
+    assert_eq!(config.queue.retry_base().as_secs(), 300);
+    assert_eq!(config.queue.retry_max().as_secs(), 3600);
+    assert_eq!(config.queue.lifetime().as_secs(), 5 * 24 * 3600);
+    assert_eq!(
+        config.queue.delay_notice().map(|d| d.as_secs()),
+        Some(4 * 3600)
+    );
+    assert_eq!(config.queue.concurrency, 16);
+    assert_eq!(config.queue.remote_port, 25);
     assert_eq!(config.log.level, "info");
 }
 
@@ -87,11 +99,22 @@ max_connections_per_ip = 1
 command_timeout_secs = 30
 data_timeout_secs = 20
 max_errors = 3
+[submission]
+max_messages_per_hour = 7
+max_recipients = 4
+sent_copy = false
 [dns]
 nameservers = ["127.0.0.1:5353", "[::1]:53"]
 timeout_secs = 2
 [inbound_auth]
 enabled = false
+[queue]
+retry_base_secs = 2
+retry_max_secs = 8
+lifetime_secs = 60
+delay_notice_secs = 0
+concurrency = 3
+remote_port = 2525
 [log]
 level = "debug"
 "#;
@@ -118,6 +141,14 @@ level = "debug"
         }
     );
     assert_eq!(
+        config.submission,
+        Submission {
+            max_messages_per_hour: 7,
+            max_recipients: 4,
+            sent_copy: false,
+        }
+    );
+    assert_eq!(
         config.dns,
         Dns {
             nameservers: vec![addr("127.0.0.1:5353"), addr("[::1]:53")],
@@ -125,6 +156,18 @@ level = "debug"
         }
     );
     assert_eq!(config.inbound_auth, InboundAuth { enabled: false });
+    assert_eq!(
+        config.queue,
+        Queue {
+            retry_base_secs: 2,
+            retry_max_secs: 8,
+            lifetime_secs: 60,
+            delay_notice_secs: 0,
+            concurrency: 3,
+            remote_port: 2525,
+        }
+    );
+    assert_eq!(config.queue.delay_notice(), None);
     assert_eq!(config.log.level, "debug");
 }
 
@@ -222,8 +265,10 @@ fn unknown_key_in_every_table_is_rejected() {
         "encryption",
         "storage",
         "smtp",
+        "submission",
         "dns",
         "inbound_auth",
+        "queue",
         "log",
     ] {
         let text = format!("hostname = \"a.example\"\n[{table}]\nnope = 1\n");
@@ -391,6 +436,22 @@ fn zero_limits_are_rejected_with_key_and_line() {
 }
 
 #[test]
+fn zero_submission_limits_are_rejected_and_sent_copy_is_a_boolean() {
+    for key in ["max_messages_per_hour", "max_recipients"] {
+        let text = format!("hostname = \"a.example\"\n[submission]\n{key} = 0\n");
+        let (e, shown) = parse_err(&text);
+        assert_eq!(
+            e.key(),
+            Some(format!("submission.{key}").as_str()),
+            "{shown}"
+        );
+        assert_eq!(e.line(), Some(3), "{shown}");
+    }
+    let (e, shown) = parse_err("hostname = \"a.example\"\n[submission]\nsent_copy = 1\n");
+    assert_eq!(e.key(), Some("submission.sent_copy"), "{shown}");
+}
+
+#[test]
 fn nameserver_must_be_an_ip_and_port() {
     let text = "hostname = \"a.example\"\n[dns]\nnameservers = [\n  \"127.0.0.1:53\",\n  \"ns.example:53\",\n]\n";
     let (e, shown) = parse_err(text);
@@ -425,6 +486,26 @@ fn dns_timeout_is_bounded_both_ways() {
         assert_eq!(e.line(), Some(3));
     }
     assert!(parse("hostname = \"a.example\"\n[dns]\ntimeout_secs = 30\n").is_ok());
+}
+
+#[test]
+fn queue_retry_schedule_must_be_positive_and_ordered() {
+    for (line, key) in [
+        ("retry_base_secs = 0", "queue.retry_base_secs"),
+        ("lifetime_secs = 0", "queue.lifetime_secs"),
+        ("concurrency = 0", "queue.concurrency"),
+        ("remote_port = 0", "queue.remote_port"),
+        (
+            "retry_base_secs = 600\nretry_max_secs = 60",
+            "queue.retry_max_secs",
+        ),
+    ] {
+        let text = format!("hostname = \"a.example\"\n[queue]\n{line}\n");
+        let (e, shown) = parse_err(&text);
+        assert_eq!(e.key(), Some(key), "{shown}");
+        assert!(e.line().is_some(), "{shown}");
+    }
+    assert!(parse("hostname = \"a.example\"\n[queue]\ndelay_notice_secs = 0\n").is_ok());
 }
 
 #[test]
@@ -477,6 +558,8 @@ fn dev_config_loads_back_with_loopback_listener() {
         config.listen.enabled(),
         vec![
             ("smtp", addr("127.0.0.1:2525")),
+            ("submission", addr("127.0.0.1:2526")),
+            ("submissions", addr("127.0.0.1:2527")),
             ("imap", addr("127.0.0.1:2528")),
             ("imaps", addr("127.0.0.1:2529")),
             ("pop3s", addr("127.0.0.1:2530")),
@@ -486,14 +569,12 @@ fn dev_config_loads_back_with_loopback_listener() {
     assert_eq!(config.tls.key, PathBuf::from("tls/key.pem"));
     assert_eq!(config.encryption.key_scope, KeyScope::Account);
     assert_eq!(config.smtp, SmtpSettings::default());
+    assert_eq!(config.submission, Submission::default());
     assert_eq!(config.dns, Dns::default());
+    assert_eq!(config.queue, Queue::default());
     // Local test senders cannot pass SPF/DKIM: verification is off in a development setup.
     assert_eq!(config.inbound_auth, InboundAuth { enabled: false });
     // Listeners not built yet are shown to the user, commented out, on the following ports.
-    assert!(
-        text.contains("# submission = \"127.0.0.1:2526\"\n"),
-        "{text}"
-    );
     assert!(text.contains("# https = \"127.0.0.1:2531\"\n"), "{text}");
 }
 
@@ -506,6 +587,8 @@ fn default_config_loads_back_with_port_25() {
         config.listen.enabled(),
         vec![
             ("smtp", addr("0.0.0.0:25")),
+            ("submission", addr("0.0.0.0:587")),
+            ("submissions", addr("0.0.0.0:465")),
             ("imap", addr("0.0.0.0:143")),
             ("imaps", addr("0.0.0.0:993")),
             ("pop3s", addr("0.0.0.0:995")),
@@ -514,13 +597,9 @@ fn default_config_loads_back_with_port_25() {
     assert_eq!(config.encryption.key_scope, KeyScope::Account);
     assert_eq!(config.smtp, SmtpSettings::default());
     assert_eq!(config.dns, Dns::default());
+    assert_eq!(config.queue, Queue::default());
     assert_eq!(config.inbound_auth, InboundAuth { enabled: true });
-    for name in ["submission", "submissions", "https"] {
-        assert!(
-            text.contains(&format!("\n# {name} = \"0.0.0.0:")),
-            "{name}\n{text}"
-        );
-    }
+    assert!(text.contains("\n# https = \"0.0.0.0:"), "{text}");
 }
 
 #[test]

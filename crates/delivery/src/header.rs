@@ -376,6 +376,7 @@ mod tests {
                 helo: "remote.test".into(),
                 tls: false,
                 smtputf8: false,
+                authenticated: None,
             },
             raw: MessageBytes::Memory(Arc::new(raw.to_vec())),
             summary: wire::summarize_wire(raw),

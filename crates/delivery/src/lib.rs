@@ -156,7 +156,9 @@ impl Deliverer {
             summary,
             filings,
             authentication: None,
-            submitted_by: None,
+            // Mail from an authenticated session (submission, the outbound queue's local
+            // copies and DSNs) is ours, not a stranger's.
+            submitted_by: envelope.authenticated.as_ref().map(|user| user.account_id),
         };
         for stage in &self.stages {
             match stage.process(&mut message).await {
@@ -318,6 +320,7 @@ mod tests {
             helo: "remote.test".into(),
             tls: false,
             smtputf8: false,
+            authenticated: None,
         }
     }
 

@@ -212,6 +212,7 @@ mod tests {
                 helo: "client.a.test".into(),
                 tls: false,
                 smtputf8: false,
+                authenticated: None,
             },
             raw: MessageBytes::Memory(Arc::new(raw.to_vec())),
             summary: postkeep_message::wire::summarize_wire(raw),

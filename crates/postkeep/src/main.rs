@@ -6,6 +6,7 @@ mod datadir;
 mod dns;
 mod init;
 mod keys;
+mod queue;
 mod serve;
 mod tls;
 mod transfer;
@@ -81,6 +82,32 @@ enum Command {
     Keys {
         #[command(subcommand)]
         action: KeysAction,
+    },
+    /// Inspect the outbound queue: list, retry now, remove.
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueAction {
+    /// Every queued message with its recipients' status and last reply.
+    List {
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Try again now: one message, or every message when ID is omitted.
+    Retry {
+        id: Option<String>,
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Drop a message without delivering it or notifying its sender.
+    Remove {
+        id: String,
+        #[arg(long)]
+        data: PathBuf,
     },
 }
 
@@ -278,5 +305,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             format,
         } => transfer::export(&data, &address, &path, format).await,
         Command::Keys { action } => keys::keys(action).await,
+        Command::Queue { action } => queue::queue(action).await,
     }
 }

@@ -10,9 +10,11 @@ use postkeep_auth::Throttle;
 use postkeep_config::Config;
 use postkeep_delivery::Deliverer;
 use postkeep_imap::{ImapServer, ImapSettings, Security};
+use postkeep_outbound::{DnsSettings as QueueDns, Queue, QueueSettings};
 use postkeep_pop3::{Pop3Server, Pop3Settings};
-use postkeep_smtp::{SmtpServer, SmtpSettings};
+use postkeep_smtp::{Mode, Security as SmtpSecurity, SmtpServer, SmtpSettings};
 use postkeep_store::{BlobArea, MailStore};
+use postkeep_submission::{Submission, SubmissionSettings};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -42,11 +44,23 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut servers = JoinSet::new();
     let listen = &dir.config.listen;
+    let stages = mx_stages(&dir.config)?;
+    // The outbound queue always runs: it retries what earlier processes accepted and sends
+    // DSNs. Its local copies and DSNs pass the MX stages marked as ours.
+    let queue = Queue::open(
+        Arc::clone(&store),
+        Arc::new(Deliverer::new(Arc::clone(&store), stages.clone())),
+        QueueSettings::new(&dir.config.hostname, &dir.config.queue),
+        QueueDns::new(&dir.config.dns),
+    )
+    .await
+    .context("cannot open the outbound queue")?;
+    let queue_task = tokio::spawn(Arc::clone(&queue).run(shutdown_rx.clone()));
     if let Some(addr) = listen.smtp {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen for smtp on {addr}"))?;
-        let deliverer = Arc::new(Deliverer::new(Arc::clone(&store), mx_stages(&dir.config)?));
+        let deliverer = Arc::new(Deliverer::new(Arc::clone(&store), stages.clone()));
         let server = Arc::new(SmtpServer::new(
             smtp_settings(&dir.config),
             deliverer,
@@ -57,6 +71,45 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
             "smtp: listening on {addr}{}",
             if tls.is_some() { " (STARTTLS)" } else { "" }
         );
+    }
+    let submission_listeners = [
+        (listen.submission, SmtpSecurity::StartTls),
+        (listen.submissions, SmtpSecurity::ImplicitTls),
+    ];
+    if submission_listeners.iter().any(|(addr, _)| addr.is_some()) {
+        // RFC 8314 §4.1: TLS 1.3 only, as on imaps and pop3s; 587 requires STARTTLS anyway.
+        let tls = load_tls13(&dir)?
+            .context("submission and submissions need a TLS certificate in [tls]")?;
+        let handler = Arc::new(Submission::new(
+            Arc::clone(&store),
+            Arc::clone(&auth),
+            Arc::clone(&queue) as Arc<dyn postkeep_delivery::Outbox>,
+            // Local recipients' copies pass the MX stages; inbound authentication skips them.
+            stages.clone(),
+            SubmissionSettings {
+                max_messages_per_hour: dir.config.submission.max_messages_per_hour,
+                sent_copy: dir.config.submission.sent_copy,
+            },
+        ));
+        // One server for both ports: one connection cap, one set of per-IP limits.
+        let server = Arc::new(SmtpServer::new(
+            submission_settings(&dir.config),
+            handler,
+            Some(tls),
+        ));
+        for (addr, security) in submission_listeners {
+            let Some(addr) = addr else { continue };
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for submission on {addr}"))?;
+            servers.spawn(Arc::clone(&server).serve_with(listener, security, shutdown_rx.clone()));
+            let name = if security == SmtpSecurity::ImplicitTls {
+                "submissions"
+            } else {
+                "submission (STARTTLS)"
+            };
+            println!("{name}: listening on {addr}");
+        }
     }
     if let Some(addr) = listen.pop3s {
         let tls = load_tls13(&dir)?
@@ -104,7 +157,10 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
         }
     }
     for (name, addr) in listen.enabled() {
-        if !matches!(name, "smtp" | "pop3s" | "imap" | "imaps") {
+        if !matches!(
+            name,
+            "smtp" | "submission" | "submissions" | "pop3s" | "imap" | "imaps"
+        ) {
             tracing::warn!(listener = name, %addr, "listener configured but not available in this version");
         }
     }
@@ -129,6 +185,8 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
     let _ = shutdown.send(true);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while servers.join_next().await.is_some() {}
+        // An attempt cut short here is retried at the next start (its lease runs out).
+        let _ = queue_task.await;
     })
     .await;
     let crypto = postkeep_crypto::blob::timings();
@@ -168,6 +226,16 @@ fn smtp_settings(config: &Config) -> SmtpSettings {
         command_timeout: smtp.command_timeout(),
         data_timeout: smtp.data_timeout(),
         max_errors: smtp.max_errors,
+        mode: Mode::Mx,
+    }
+}
+
+/// The `[smtp]` limits with submission rules and `[submission] max_recipients`.
+fn submission_settings(config: &Config) -> SmtpSettings {
+    SmtpSettings {
+        max_recipients: config.submission.max_recipients as usize,
+        mode: Mode::Submission,
+        ..smtp_settings(config)
     }
 }
 
@@ -264,6 +332,12 @@ fn print_dev_help(dir: &DataDir) {
     println!(
         "    swaks --server 127.0.0.1:{port} --tls --to demo@example.test --from you@example.net"
     );
+    if let Some(submissions) = dir.config.listen.submissions {
+        println!("  send as demo (submissions, implicit TLS):");
+        println!(
+            "    swaks --server {submissions} --tlsc --auth-user demo@example.test --from demo@example.test --to demo@example.test"
+        );
+    }
     println!("  read it back:");
     if let Some(imaps) = dir.config.listen.imaps {
         println!(

@@ -1,17 +1,44 @@
-//! Inbound SMTP (RFC 5321) for postkeep: a sans-I/O protocol core and a tokio server on top.
+//! SMTP for postkeep: a sans-I/O protocol core and a tokio server on top, in two modes.
 //!
-//! The server knows nothing about storage: it asks a [`MailHandler`] whether a recipient exists,
-//! streams the message body into a [`MessageSink`] the handler supplies, and only answers
-//! "250" once [`MailHandler::deliver`] reports the message durably stored.
+//! - [`Mode::Mx`]: inbound mail (RFC 5321) for our own domains; no AUTH, never a relay.
+//! - [`Mode::Submission`]: message submission (RFC 6409) on `submission` (587, STARTTLS) and
+//!   `submissions` (465, implicit TLS, RFC 8314): AUTH PLAIN/LOGIN (RFC 4954) is offered only
+//!   under TLS and required before MAIL.
+//!
+//! The server knows nothing about storage: it asks a [`MailHandler`] whether a recipient exists
+//! (and, in submission mode, about credentials and the sender), streams the message body into a
+//! [`MessageSink`] the handler supplies, and only answers "250" once [`MailHandler::deliver`]
+//! reports the message durably stored.
 #![forbid(unsafe_code)]
 
 pub mod protocol;
 mod server;
 
-pub use server::{SmtpServer, SmtpSettings};
+pub use server::{Security, SmtpServer, SmtpSettings};
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+
+use zeroize::Zeroizing;
+
+/// What a server is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Mail exchanger: accepts mail for local recipients from anyone, no AUTH.
+    #[default]
+    Mx,
+    /// Message submission (RFC 6409): authenticated users only, recipients anywhere.
+    Submission,
+}
+
+/// The account a submission session authenticated as (RFC 4954).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    /// The handler's id of the account.
+    pub account_id: i64,
+    /// The account's address, as the handler knows it.
+    pub address: String,
+}
 
 /// What the server learnt about one transaction, handed to the handler with the message.
 #[derive(Debug, Clone)]
@@ -28,6 +55,57 @@ pub struct Envelope {
     pub tls: bool,
     /// True when the client asked for SMTPUTF8 (RFC 6531) in MAIL FROM.
     pub smtputf8: bool,
+    /// The submission session's user; always `None` in MX mode.
+    pub authenticated: Option<Authenticated>,
+}
+
+/// The client's credentials from AUTH, base64-decoded. Secrets are wiped on drop and never
+/// printed by `Debug`.
+pub enum AuthRequest {
+    /// A SASL PLAIN message (RFC 4616 §2): `[authzid] NUL authcid NUL passwd`, unparsed.
+    Plain(Zeroizing<Vec<u8>>),
+    /// The LOGIN mechanism (draft-murchison-sasl-login): user name, then password.
+    Login {
+        username: String,
+        password: Zeroizing<String>,
+    },
+}
+
+impl std::fmt::Debug for AuthRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthRequest::Plain(_) => f.write_str("Plain(<redacted>)"),
+            AuthRequest::Login { username, .. } => f
+                .debug_struct("Login")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
+/// Answer to [`MailHandler::authenticate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthVerdict {
+    /// 235 2.7.0
+    Success(Authenticated),
+    /// 535 5.7.8: wrong user name or password (the same answer for unknown users).
+    Invalid,
+    /// 501 5.5.2: the SASL message could not be parsed.
+    Malformed,
+    /// 454 4.7.0: too many failures from this client or for this account; try later.
+    Throttled,
+    /// 454 4.7.0: the credential store is unavailable.
+    Unavailable,
+}
+
+/// Answer to [`MailHandler::check_sender`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderVerdict {
+    /// 250 2.1.0
+    Accept,
+    /// Refusal with an SMTP code (4xx or 5xx), enhanced status code and text.
+    Refuse(u16, &'static str, String),
 }
 
 /// Answer to RCPT TO from the handler.
@@ -68,8 +146,23 @@ pub trait MessageSink: Send {
 pub trait MailHandler: Send + Sync + 'static {
     type Sink: MessageSink;
 
-    /// Decides RCPT TO for one forward-path (without angle brackets).
+    /// Decides RCPT TO for one forward-path (without angle brackets). In submission mode this
+    /// is only asked after an authenticated MAIL FROM.
     async fn check_recipient(&self, rcpt: &str) -> RcptVerdict;
+
+    /// Checks AUTH credentials; asked in submission mode only, under TLS. Fails closed for
+    /// handlers that do not take part in submission.
+    async fn authenticate(&self, request: AuthRequest, peer: IpAddr) -> AuthVerdict {
+        let _ = (request, peer);
+        AuthVerdict::Unavailable
+    }
+
+    /// Decides MAIL FROM (without angle brackets, `""` for `<>`) of an authenticated
+    /// submission session. Fails closed for handlers that do not take part in submission.
+    async fn check_sender(&self, mail_from: &str, user: &Authenticated) -> SenderVerdict {
+        let _ = (mail_from, user);
+        SenderVerdict::Refuse(550, "5.7.1", "Submission is not available here".to_string())
+    }
 
     /// Opens a sink for the next message body.
     async fn begin_message(&self) -> io::Result<Self::Sink>;

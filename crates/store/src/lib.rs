@@ -17,6 +17,7 @@ mod hub;
 pub mod keyring;
 pub mod meta;
 pub mod model;
+mod outbound;
 mod poller;
 pub mod sqlite;
 
@@ -37,6 +38,7 @@ pub use hub::MAILBOX_DELETED;
 pub use keyring::{KeyScope, Keyring, MasterLoader};
 pub use meta::MetadataStore;
 pub use model::*;
+pub use outbound::QueueEntry;
 
 /// Errors from the store. Backend-specific errors are flattened to text so no backend type
 /// leaks to callers.
@@ -764,6 +766,8 @@ mod tests;
 mod tests_dkim;
 #[cfg(test)]
 mod tests_imap;
+#[cfg(test)]
+mod tests_outbound;
 #[cfg(test)]
 mod tests_poller;
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::ops::RangeInclusive;
 use async_trait::async_trait;
 
 use crate::model::*;
+use crate::outbound::QueueEntry;
 use crate::StoreError;
 
 #[async_trait]
@@ -68,6 +69,41 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Deletes a retired or staged key: `Conflict` for a signing one, `NotFound` for an
     /// unknown one.
     async fn remove_dkim_key(&self, domain_id: DomainId, selector: &str) -> Result<(), StoreError>;
+
+    // Outbound queue (see `crate::outbound`): envelopes arrive sealed.
+    /// Adds an entry in one durable transaction.
+    async fn queue_insert(&self, entry: &QueueEntry) -> Result<(), StoreError>;
+    /// Every entry, oldest first.
+    async fn queue_entries(&self) -> Result<Vec<QueueEntry>, StoreError>;
+    async fn queue_entry(&self, id: &str) -> Result<Option<QueueEntry>, StoreError>;
+    /// Ids of up to `limit` entries due at `now` whose lease is free, soonest first.
+    async fn queue_due(&self, now: i64, limit: u32) -> Result<Vec<String>, StoreError>;
+    /// Takes (or renews) an entry's lease for `owner` until `until`, if it is free at `now`
+    /// or already `owner`'s: one atomic compare-and-set, so two nodes never both hold it.
+    /// Returns whether `owner` holds the lease now.
+    async fn queue_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError>;
+    /// Replaces an entry's sealed envelope and next attempt, and with `release` frees its
+    /// lease, only while `owner` holds it (one durable transaction). `false`: the lease was
+    /// lost or the entry removed, and nothing changed.
+    async fn queue_update(
+        &self,
+        id: &str,
+        owner: &str,
+        sealed_envelope: &[u8],
+        next_attempt: i64,
+        release: bool,
+    ) -> Result<bool, StoreError>;
+    /// Deletes an entry's row; with `owner`, only while that owner holds its lease.
+    /// Returns whether a row was deleted.
+    async fn queue_delete(&self, id: &str, owner: Option<&str>) -> Result<bool, StoreError>;
+    /// Makes one entry (or, with `None`, every entry) due at `at`; returns how many.
+    async fn queue_reschedule(&self, id: Option<&str>, at: i64) -> Result<u64, StoreError>;
 
     // Key table
     async fn insert_key(&self, key: &WrappedKey) -> Result<(), StoreError>;

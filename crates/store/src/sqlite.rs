@@ -16,11 +16,13 @@ use sqlx::{ConnectOptions, Row};
 mod dkim;
 mod entries;
 mod mailboxes;
+mod outbound;
 
 use std::ops::RangeInclusive;
 
 use crate::meta::MetadataStore;
 use crate::model::*;
+use crate::outbound::QueueEntry;
 use crate::StoreError;
 
 const SCHEMA_VERSION: &str = "1";
@@ -145,6 +147,22 @@ CREATE UNIQUE INDEX IF NOT EXISTS dkim_keys_signing ON dkim_keys (domain_id, alg
     WHERE activated IS NOT NULL AND retired IS NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS dkim_keys_pending ON dkim_keys (domain_id, algorithm)
     WHERE activated IS NULL;
+-- The outbound queue: the message is the sealed blob `id` in the smtp-outgoing area; the
+-- envelope (sender, recipients and their delivery state) is sealed. No foreign key: mail
+-- already accepted is still delivered or bounced after its account is removed.
+CREATE TABLE IF NOT EXISTS outbound_queue (
+    id TEXT PRIMARY KEY,
+    account_id INTEGER NOT NULL,
+    key_id TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created INTEGER NOT NULL,
+    next_attempt INTEGER NOT NULL,
+    -- The delivering node's lease: nobody else delivers the entry before lease_until.
+    lease_owner TEXT,
+    lease_until INTEGER NOT NULL DEFAULT 0,
+    envelope BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbound_queue_due ON outbound_queue (next_attempt);
 "#;
 
 pub struct SqliteMeta {
@@ -918,6 +936,51 @@ impl MetadataStore for SqliteMeta {
 
     async fn remove_dkim_key(&self, domain_id: DomainId, selector: &str) -> Result<(), StoreError> {
         dkim::remove(self, domain_id, selector).await
+    }
+
+    async fn queue_insert(&self, entry: &QueueEntry) -> Result<(), StoreError> {
+        outbound::insert(self, entry).await
+    }
+
+    async fn queue_entries(&self) -> Result<Vec<QueueEntry>, StoreError> {
+        outbound::entries(self).await
+    }
+
+    async fn queue_entry(&self, id: &str) -> Result<Option<QueueEntry>, StoreError> {
+        outbound::entry(self, id).await
+    }
+
+    async fn queue_due(&self, now: i64, limit: u32) -> Result<Vec<String>, StoreError> {
+        outbound::due(self, now, limit).await
+    }
+
+    async fn queue_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        outbound::lease(self, id, owner, now, until).await
+    }
+
+    async fn queue_update(
+        &self,
+        id: &str,
+        owner: &str,
+        sealed_envelope: &[u8],
+        next_attempt: i64,
+        release: bool,
+    ) -> Result<bool, StoreError> {
+        outbound::update(self, id, owner, sealed_envelope, next_attempt, release).await
+    }
+
+    async fn queue_delete(&self, id: &str, owner: Option<&str>) -> Result<bool, StoreError> {
+        outbound::delete(self, id, owner).await
+    }
+
+    async fn queue_reschedule(&self, id: Option<&str>, at: i64) -> Result<u64, StoreError> {
+        outbound::reschedule(self, id, at).await
     }
 }
 

@@ -15,7 +15,12 @@
 //!   (550), which also throttles address harvesting. `max_errors == 0` disables the limit.
 //! - A BDAT line whose size cannot be parsed closes the connection: the octets that follow
 //!   cannot be told apart from commands.
+//! - Submission mode (RFC 6409): AUTH is advertised and accepted only under TLS (538 5.7.11
+//!   before it), MAIL needs STARTTLS and AUTH first (530 5.7.0), and the handler approves the
+//!   sender for the authenticated user. Failed AUTH attempts count toward `max_errors`. MX mode
+//!   answers AUTH with 502, as a server that offers none.
 
+mod auth;
 mod data;
 mod received;
 pub(crate) mod reply;
@@ -32,7 +37,11 @@ use smtp_proto::{
 };
 use tracing::{debug, info};
 
-use crate::{DeliveryOutcome, Envelope, RcptVerdict};
+use crate::{
+    AuthRequest, AuthVerdict, Authenticated, DeliveryOutcome, Envelope, Mode, RcptVerdict,
+    SenderVerdict,
+};
+use auth::{Exchange, Mechanism, ResponseError};
 use data::DataDecoder;
 use reply::Canned;
 
@@ -54,6 +63,8 @@ pub struct SessionConfig {
     pub max_errors: u32,
     /// Whether STARTTLS can be offered.
     pub tls_available: bool,
+    /// MX or submission rules.
+    pub mode: Mode,
 }
 
 /// What the driver must do next.
@@ -64,6 +75,11 @@ pub enum Event<'a> {
     NeedInput,
     /// Ask the handler about this forward-path, answer with [`Session::recipient_checked`].
     CheckRecipient(String),
+    /// Submission: check these AUTH credentials, answer with [`Session::auth_checked`].
+    Authenticate(AuthRequest),
+    /// Submission: ask whether the authenticated user ([`Session::authenticated`]) may use this
+    /// reverse-path, answer with [`Session::sender_checked`].
+    CheckSender(String),
     /// Open a message sink, then call [`Session::message_begun`] or
     /// [`Session::message_begin_failed`].
     BeginMessage,
@@ -131,6 +147,14 @@ enum State {
     /// Skipping the rest of an over-long command line.
     DiscardLine,
     AwaitRecipient(String),
+    /// MAIL FROM waiting for the handler's sender check.
+    AwaitSender(Transaction),
+    /// Waiting for the client's next line of an AUTH exchange.
+    Sasl(Exchange),
+    /// Credentials complete, to be handed to the handler.
+    AwaitAuth(AuthRequest),
+    /// The handler is checking credentials.
+    AuthPending,
     AwaitBegin(Transfer),
     Data(DataDecoder),
     DataEnd {
@@ -160,6 +184,8 @@ enum State {
 enum Signal {
     NeedInput,
     CheckRecipient(String),
+    Authenticate(AuthRequest),
+    CheckSender(String),
     BeginMessage,
     Body,
     Deliver,
@@ -180,6 +206,7 @@ pub struct Session {
     peer: SocketAddr,
     tls: bool,
     helo: Option<Helo>,
+    authenticated: Option<Authenticated>,
     tx: Option<Transaction>,
     state: State,
     errors: u32,
@@ -200,6 +227,7 @@ impl Session {
             peer,
             tls: false,
             helo: None,
+            authenticated: None,
             tx: None,
             state: State::Command,
             errors: 0,
@@ -213,6 +241,14 @@ impl Session {
         };
         let greeting = format!("{} ESMTP postkeep", session.config.hostname);
         reply::write(&mut session.out, 220, "", &greeting);
+        session
+    }
+
+    /// Starts a session on a connection that is TLS from its first byte (RFC 8314 implicit
+    /// TLS); the greeting is in [`Session::output`], to be sent after the handshake.
+    pub fn new_over_tls(config: Arc<SessionConfig>, peer: SocketAddr) -> Self {
+        let mut session = Self::new(config, peer);
+        session.tls = true;
         session
     }
 
@@ -267,11 +303,18 @@ impl Session {
         self.tls
     }
 
+    /// The user this submission session authenticated as, if any.
+    pub fn authenticated(&self) -> Option<&Authenticated> {
+        self.authenticated.as_ref()
+    }
+
     /// Next thing for the driver to do.
     pub fn next_event(&mut self) -> Event<'_> {
         match self.next_signal() {
             Signal::NeedInput => Event::NeedInput,
             Signal::CheckRecipient(rcpt) => Event::CheckRecipient(rcpt),
+            Signal::Authenticate(request) => Event::Authenticate(request),
+            Signal::CheckSender(from) => Event::CheckSender(from),
             Signal::BeginMessage => Event::BeginMessage,
             Signal::Body => Event::Body(&self.body_out),
             Signal::Deliver => match self.envelope() {
@@ -312,6 +355,61 @@ impl Session {
         }
     }
 
+    /// Answer to [`Event::CheckSender`].
+    pub fn sender_checked(&mut self, verdict: SenderVerdict) {
+        let State::AwaitSender(tx) = std::mem::replace(&mut self.state, State::Command) else {
+            return;
+        };
+        debug!(from = %tx.mail_from, verdict = ?verdict, "MAIL FROM (submission)");
+        match verdict {
+            SenderVerdict::Accept => {
+                self.tx = Some(tx);
+                self.reply(250, "2.1.0", "Ok");
+            }
+            SenderVerdict::Refuse(code, esc, text) => {
+                let (code, esc) = if (400..=599).contains(&code) {
+                    (code, esc)
+                } else {
+                    (550, "5.7.1")
+                };
+                self.error(code, esc, &text);
+            }
+        }
+    }
+
+    /// Answer to [`Event::Authenticate`] (RFC 4954 §6 replies).
+    pub fn auth_checked(&mut self, verdict: AuthVerdict) {
+        if !matches!(self.state, State::AuthPending) {
+            return;
+        }
+        self.state = State::Command;
+        match verdict {
+            AuthVerdict::Success(user) => {
+                info!(user = %user.address, "authenticated");
+                self.authenticated = Some(user);
+                self.reply(235, "2.7.0", "Authentication successful");
+            }
+            AuthVerdict::Invalid => {
+                info!("authentication failed");
+                self.error(535, "5.7.8", "Authentication credentials invalid");
+            }
+            AuthVerdict::Malformed => {
+                self.error(501, "5.5.2", "Malformed authentication response");
+            }
+            AuthVerdict::Throttled => {
+                info!("authentication throttled");
+                self.error(
+                    454,
+                    "4.7.0",
+                    "Too many failed authentication attempts, try again later",
+                );
+            }
+            AuthVerdict::Unavailable => {
+                self.reply(454, "4.7.0", "Temporary authentication failure");
+            }
+        }
+    }
+
     /// The sink for [`Event::BeginMessage`] is open. `id` names the message (queue id, trace
     /// header); `date` is the RFC 5322 date-time for the `Received:` header.
     pub fn message_begun(&mut self, id: &str, date: &str) {
@@ -333,7 +431,12 @@ impl Session {
             helo: self.helo.as_ref().map_or("", |h| h.name.as_str()),
             peer: self.peer.ip(),
             hostname: &self.config.hostname,
-            protocol: received::protocol(extended, self.tls, tx.smtputf8),
+            protocol: received::protocol(
+                extended,
+                self.tls,
+                tx.smtputf8,
+                self.authenticated.is_some(),
+            ),
             id,
             rcpt: match tx.rcpts.as_slice() {
                 [only] => Some(only.as_str()),
@@ -426,6 +529,8 @@ impl Session {
         }
         self.tls = true;
         self.helo = None;
+        // RFC 3207 §4.2: forget everything learnt before the handshake.
+        self.authenticated = None;
         self.tx = None;
         self.inbuf.clear();
         self.pos = 0;
@@ -463,6 +568,7 @@ impl Session {
                 .unwrap_or_default(),
             tls: self.tls,
             smtputf8: tx.smtputf8,
+            authenticated: self.authenticated.clone(),
         })
     }
 
@@ -480,9 +586,19 @@ impl Session {
                 State::Closed => return Signal::Close,
                 State::StartTls => return Signal::StartTls,
                 State::AwaitRecipient(ref rcpt) => return Signal::CheckRecipient(rcpt.clone()),
+                State::AwaitSender(ref tx) => return Signal::CheckSender(tx.mail_from.clone()),
+                State::AwaitAuth(_) => {
+                    let State::AwaitAuth(request) =
+                        std::mem::replace(&mut self.state, State::AuthPending)
+                    else {
+                        continue;
+                    };
+                    return Signal::Authenticate(request);
+                }
+                State::AuthPending => return Signal::NeedInput,
                 State::AwaitBegin(_) => return Signal::BeginMessage,
                 State::AwaitDelivery => return Signal::Deliver,
-                State::Command => self.step_command(),
+                State::Command | State::Sasl(_) => self.step_command(),
                 State::DiscardLine => self.step_discard_line(),
                 State::Data(_) => self.step_data(),
                 State::DataEnd { bare_line_ending } => self.finish_data(bare_line_ending),
@@ -520,9 +636,17 @@ impl Session {
         self.pos += line.len();
         self.progress += 1;
         if line.len() > max {
+            // Also ends an AUTH exchange in progress.
+            self.state = State::Command;
             return self.error(500, "5.5.2", "Line too long");
         }
-        self.handle_line(&line)
+        match std::mem::replace(&mut self.state, State::Command) {
+            State::Sasl(exchange) => self.sasl_response(exchange, &line),
+            state => {
+                self.state = state;
+                self.handle_line(&line)
+            }
+        }
     }
 
     fn step_discard_line(&mut self) -> Step {
@@ -548,6 +672,11 @@ impl Session {
         let content = content.strip_suffix(b"\r").unwrap_or(content);
         if content.contains(&b'\r') {
             return self.error(501, "5.5.4", "Syntax error: bare CR in command");
+        }
+        if self.config.mode == Mode::Submission {
+            if let Some(args) = auth_arguments(content) {
+                return self.cmd_auth(args);
+            }
         }
         match Request::parse(&mut line.iter()) {
             Ok(request) => self.dispatch(request, line),
@@ -656,6 +785,10 @@ impl Session {
         if self.config.tls_available && !self.tls {
             lines.push("STARTTLS".to_string());
         }
+        if self.config.mode == Mode::Submission && self.tls {
+            // RFC 4954 §4; never before TLS, so no password crosses the wire in clear.
+            lines.push("AUTH PLAIN LOGIN".to_string());
+        }
         reply::write_multiline(&mut self.out, 250, &lines);
         Step::Continue
     }
@@ -667,7 +800,18 @@ impl Session {
         if self.tx.is_some() {
             return self.error(503, "5.5.1", "Error: nested MAIL command");
         }
-        if let Some(problem) = unsupported_mail_params(&from, helo.extended) {
+        let submission = self.config.mode == Mode::Submission;
+        if submission && !self.tls {
+            // RFC 3207 §4
+            return self.error(530, "5.7.0", "Must issue a STARTTLS command first");
+        }
+        if submission && self.authenticated.is_none() {
+            // RFC 4954 §6
+            return self.error(530, "5.7.0", "Authentication required");
+        }
+        // RFC 4954 §5: AUTH= is accepted once AUTH is offered; we trust no relayed identity, so
+        // its value is not used.
+        if let Some(problem) = unsupported_mail_params(&from, helo.extended, submission) {
             return self.error(555, "5.5.4", problem);
         }
         let Some(body) = body_type(from.flags) else {
@@ -683,15 +827,114 @@ impl Session {
             // RFC 6531 §3.4: non-ASCII paths only with SMTPUTF8.
             return self.error(553, "5.6.7", "Non-ASCII address requires SMTPUTF8");
         }
-        debug!(from = %address, "MAIL FROM");
-        self.tx = Some(Transaction {
+        let tx = Transaction {
             mail_from: address,
             smtputf8,
             body,
             rcpts: Vec::new(),
             message: None,
-        });
+        };
+        if submission {
+            self.state = State::AwaitSender(tx);
+            return Step::Continue;
+        }
+        debug!(from = %tx.mail_from, "MAIL FROM");
+        self.tx = Some(tx);
         self.reply(250, "2.1.0", "Ok")
+    }
+
+    /// `AUTH mechanism [initial-response]` in submission mode (RFC 4954 §4).
+    fn cmd_auth(&mut self, args: &str) -> Step {
+        if self.helo.is_none() {
+            return self.error_canned(reply::NEED_HELO);
+        }
+        if !self.tls {
+            // RFC 4954 §6: no mechanism we offer may run without TLS.
+            return self.error(
+                538,
+                "5.7.11",
+                "Encryption required for requested authentication mechanism",
+            );
+        }
+        if self.authenticated.is_some() {
+            return self.error(503, "5.5.1", "Error: already authenticated");
+        }
+        if self.tx.is_some() {
+            return self.error(
+                503,
+                "5.5.1",
+                "Error: AUTH not permitted during a transaction",
+            );
+        }
+        let Some(command) = auth::parse_command(args) else {
+            return self.error(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+        };
+        let Some(mechanism) = command.mechanism else {
+            return self.error(504, "5.5.4", "Unrecognized authentication type");
+        };
+        match (mechanism, command.initial_response) {
+            (Mechanism::Plain, None) => self.challenge(Exchange::PlainMessage, ""),
+            (Mechanism::Login, None) => {
+                self.challenge(Exchange::LoginUsername, auth::LOGIN_USERNAME)
+            }
+            (_, Some(initial)) => {
+                let exchange = match mechanism {
+                    Mechanism::Plain => Exchange::PlainMessage,
+                    Mechanism::Login => Exchange::LoginUsername,
+                };
+                self.sasl_step(exchange, initial)
+            }
+        }
+    }
+
+    /// Sends a `334` challenge and waits for the client's answer.
+    fn challenge(&mut self, exchange: Exchange, text: &str) -> Step {
+        reply::write(&mut self.out, 334, "", text);
+        self.state = State::Sasl(exchange);
+        Step::Continue
+    }
+
+    /// One client line of an AUTH exchange.
+    fn sasl_response(&mut self, exchange: Exchange, line: &[u8]) -> Step {
+        let Ok(text) = std::str::from_utf8(line) else {
+            return self.sasl_failed(ResponseError::Undecodable);
+        };
+        self.sasl_step(exchange, text.trim_end_matches(['\r', '\n']))
+    }
+
+    fn sasl_step(&mut self, exchange: Exchange, response: &str) -> Step {
+        match exchange {
+            Exchange::PlainMessage => match auth::decode(response) {
+                Ok(message) => self.submit_credentials(AuthRequest::Plain(message)),
+                Err(e) => self.sasl_failed(e),
+            },
+            Exchange::LoginUsername => match auth::decode_text(response) {
+                Ok(username) => self.challenge(
+                    Exchange::LoginPassword {
+                        username: username.to_string(),
+                    },
+                    auth::LOGIN_PASSWORD,
+                ),
+                Err(e) => self.sasl_failed(e),
+            },
+            Exchange::LoginPassword { username } => match auth::decode_text(response) {
+                Ok(password) => self.submit_credentials(AuthRequest::Login { username, password }),
+                Err(e) => self.sasl_failed(e),
+            },
+        }
+    }
+
+    fn submit_credentials(&mut self, request: AuthRequest) -> Step {
+        self.state = State::AwaitAuth(request);
+        Step::Continue
+    }
+
+    fn sasl_failed(&mut self, error: ResponseError) -> Step {
+        self.state = State::Command;
+        match error {
+            ResponseError::Cancelled => self.error(501, "5.0.0", "Authentication cancelled"),
+            ResponseError::Undecodable => self.error(501, "5.5.2", "Cannot decode response"),
+        }
     }
 
     fn cmd_rcpt(&mut self, to: RcptTo<Cow<'_, str>>, line: &[u8]) -> Step {
@@ -996,7 +1239,11 @@ impl Session {
 
 /// ESMTP parameters we did not advertise (DSN, AUTH, DELIVERBY, ...) are refused (RFC 5321
 /// §4.1.1.11 via 555), and parameters at all need EHLO.
-fn unsupported_mail_params(from: &MailFrom<Cow<'_, str>>, extended: bool) -> Option<&'static str> {
+fn unsupported_mail_params(
+    from: &MailFrom<Cow<'_, str>>,
+    extended: bool,
+    auth_offered: bool,
+) -> Option<&'static str> {
     const KNOWN: u64 = MAIL_BODY_7BIT | MAIL_BODY_8BITMIME | MAIL_BODY_BINARYMIME | MAIL_SMTPUTF8;
     let has_unknown = from.flags & !KNOWN != 0
         || from.trans_id.is_some()
@@ -1004,7 +1251,7 @@ fn unsupported_mail_params(from: &MailFrom<Cow<'_, str>>, extended: bool) -> Opt
         || from.env_id.is_some()
         || from.solicit.is_some()
         || from.mtrk.is_some()
-        || from.auth.is_some()
+        || (from.auth.is_some() && !auth_offered)
         || from.hold_for != 0
         || from.hold_until != 0
         || from.mt_priority != 0;
@@ -1041,6 +1288,20 @@ fn resolve_postmaster(address: Cow<'_, str>, line: &[u8]) -> String {
         "postmaster".to_string()
     } else {
         address.into_owned()
+    }
+}
+
+/// The arguments of an `AUTH` command line (without line ending), `None` for other verbs.
+fn auth_arguments(content: &[u8]) -> Option<&str> {
+    let verb = content.get(..4)?;
+    if !verb.eq_ignore_ascii_case(b"AUTH") {
+        return None;
+    }
+    let rest = std::str::from_utf8(content.get(4..)?).ok()?;
+    match rest.chars().next() {
+        None => Some(""),
+        Some(' ') => Some(rest.trim_start_matches(' ')),
+        Some(_) => None,
     }
 }
 

@@ -39,15 +39,19 @@ pub(crate) fn header(t: &Trace<'_>) -> String {
     h
 }
 
-/// The `with` keyword: RFC 5321 §4.4 / RFC 3848 (ESMTP, ESMTPS) and RFC 6531 §3.7.3 (UTF8SMTP*).
-/// No "A" variants: this server does not authenticate clients.
-pub(crate) fn protocol(extended: bool, tls: bool, smtputf8: bool) -> &'static str {
-    match (smtputf8, tls, extended) {
-        (true, true, _) => "UTF8SMTPS",
-        (true, false, _) => "UTF8SMTP",
-        (false, true, _) => "ESMTPS",
-        (false, false, true) => "ESMTP",
-        (false, false, false) => "SMTP",
+/// The `with` keyword: RFC 5321 §4.4, RFC 3848 (ESMTP, ESMTPS, ESMTPA, ESMTPSA) and
+/// RFC 6531 §3.7.3 (UTF8SMTP, UTF8SMTPS, UTF8SMTPA, UTF8SMTPSA).
+pub(crate) fn protocol(extended: bool, tls: bool, smtputf8: bool, auth: bool) -> &'static str {
+    match (smtputf8, tls, auth, extended) {
+        (true, true, true, _) => "UTF8SMTPSA",
+        (true, true, false, _) => "UTF8SMTPS",
+        (true, false, true, _) => "UTF8SMTPA",
+        (true, false, false, _) => "UTF8SMTP",
+        (false, true, true, _) => "ESMTPSA",
+        (false, true, false, _) => "ESMTPS",
+        (false, false, true, _) => "ESMTPA",
+        (false, false, false, true) => "ESMTP",
+        (false, false, false, false) => "SMTP",
     }
 }
 
@@ -136,10 +140,13 @@ mod tests {
 
     #[test]
     fn with_keyword_follows_rfc3848_and_rfc6531() {
-        assert_eq!(protocol(true, false, false), "ESMTP");
-        assert_eq!(protocol(true, true, false), "ESMTPS");
-        assert_eq!(protocol(true, false, true), "UTF8SMTP");
-        assert_eq!(protocol(true, true, true), "UTF8SMTPS");
-        assert_eq!(protocol(false, false, false), "SMTP");
+        assert_eq!(protocol(true, false, false, false), "ESMTP");
+        assert_eq!(protocol(true, true, false, false), "ESMTPS");
+        assert_eq!(protocol(true, false, true, false), "UTF8SMTP");
+        assert_eq!(protocol(true, true, true, false), "UTF8SMTPS");
+        assert_eq!(protocol(false, false, false, false), "SMTP");
+        assert_eq!(protocol(true, true, false, true), "ESMTPSA");
+        assert_eq!(protocol(true, false, false, true), "ESMTPA");
+        assert_eq!(protocol(true, true, true, true), "UTF8SMTPSA");
     }
 }

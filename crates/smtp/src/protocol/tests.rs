@@ -13,6 +13,7 @@ fn config(tls: bool) -> SessionConfig {
         max_command_line: 512,
         max_errors: 5,
         tls_available: tls,
+        mode: Mode::Mx,
     }
 }
 
@@ -48,6 +49,43 @@ impl Harness {
             begin_fails: false,
             sink_fails: false,
             next_id: 0,
+        }
+    }
+
+    /// A session that is TLS from the start (implicit TLS), as the `submissions` port runs.
+    fn over_tls(config: SessionConfig) -> Self {
+        let mut h = Self::with(config);
+        let peer = h.session.peer;
+        h.session = Session::new_over_tls(Arc::clone(&h.session.config), peer);
+        h
+    }
+
+    /// alice@example.org / "secret" is valid; a user named "throttled" is locked out.
+    fn auth_verdict(request: &AuthRequest) -> AuthVerdict {
+        let (user, password) = match request {
+            AuthRequest::Plain(raw) => {
+                let parts: Vec<&[u8]> = raw.split(|&b| b == 0).collect();
+                let [_, user, password] = parts.as_slice() else {
+                    return AuthVerdict::Malformed;
+                };
+                (
+                    String::from_utf8_lossy(user).into_owned(),
+                    String::from_utf8_lossy(password).into_owned(),
+                )
+            }
+            AuthRequest::Login { username, password } => {
+                (username.clone(), password.as_str().to_owned())
+            }
+        };
+        if user.starts_with("throttled") {
+            AuthVerdict::Throttled
+        } else if user == "alice@example.org" && password == "secret" {
+            AuthVerdict::Success(Authenticated {
+                account_id: 7,
+                address: user,
+            })
+        } else {
+            AuthVerdict::Invalid
         }
     }
 
@@ -92,6 +130,18 @@ impl Harness {
                 Event::CheckRecipient(rcpt) => {
                     let verdict = Self::verdict(&rcpt);
                     self.session.recipient_checked(verdict);
+                }
+                Event::Authenticate(request) => {
+                    let verdict = Self::auth_verdict(&request);
+                    self.session.auth_checked(verdict);
+                }
+                Event::CheckSender(from) => {
+                    let verdict = if from.ends_with("@example.org") {
+                        SenderVerdict::Accept
+                    } else {
+                        SenderVerdict::Refuse(550, "5.7.1", format!("<{from}>: not yours"))
+                    };
+                    self.session.sender_checked(verdict);
                 }
                 Event::BeginMessage => {
                     if self.begin_fails {
@@ -602,6 +652,10 @@ fn misc_commands() {
     assert!(h.send(b"HELP\r\n").starts_with("214 2.0.0 "));
     assert!(h.send(b"EXPN list\r\n").starts_with("502 5.5.1 "));
     assert!(h.send(b"STARTTLS\r\n").starts_with("502 5.5.1 "));
+    // MX mode offers no AUTH, not even under TLS: no password is ever taken here.
+    assert!(h
+        .send(b"AUTH PLAIN AGFsaWNlQGV4YW1wbGUub3JnAHNlY3JldA==\r\n")
+        .starts_with("502 5.5.1 "));
     assert_eq!(h.send(b"QUIT\r\nNOOP\r\n"), "221 2.0.0 Bye\r\n");
     assert!(h.closed);
 }
@@ -717,4 +771,221 @@ fn timeout_and_shutdown_replies() {
     s.pump();
     assert_eq!(s.take_output(), "421 4.3.2 Shutting down\r\n");
     assert!(s.closed);
+}
+
+// ---- submission mode (RFC 6409, RFC 4954) ----
+
+/// `\0alice@example.org\0secret`
+const PLAIN_ALICE: &str = "AGFsaWNlQGV4YW1wbGUub3JnAHNlY3JldA==";
+
+fn submission(tls_available: bool) -> SessionConfig {
+    SessionConfig {
+        mode: Mode::Submission,
+        ..config(tls_available)
+    }
+}
+
+/// An implicit-TLS submission session after EHLO.
+fn submission_over_tls() -> Harness {
+    let mut h = Harness::over_tls(submission(true));
+    ehlo(&mut h);
+    h
+}
+
+fn authenticated() -> Harness {
+    let mut h = submission_over_tls();
+    let reply = h.send(format!("AUTH PLAIN {PLAIN_ALICE}\r\n").as_bytes());
+    assert_eq!(reply, "235 2.7.0 Authentication successful\r\n");
+    h
+}
+
+#[test]
+fn auth_is_advertised_only_under_tls_and_never_in_mx_mode() {
+    let mut plain = Harness::with(submission(true));
+    plain.take_output();
+    let ehlo = plain.send(b"EHLO client.example\r\n");
+    assert!(ehlo.ends_with("250 STARTTLS\r\n"), "{ehlo}");
+    assert!(!ehlo.contains("AUTH"), "{ehlo}");
+
+    plain.send(b"STARTTLS\r\n");
+    assert!(plain.starttls);
+    plain.session.tls_established();
+    let ehlo = plain.send(b"EHLO client.example\r\n");
+    assert!(ehlo.ends_with("250 AUTH PLAIN LOGIN\r\n"), "{ehlo}");
+    assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
+
+    let mut implicit = Harness::over_tls(submission(true));
+    assert!(implicit
+        .send(b"EHLO client.example\r\n")
+        .ends_with("250 AUTH PLAIN LOGIN\r\n"));
+
+    let mut mx = Harness::over_tls(config(true));
+    assert!(!mx.send(b"EHLO client.example\r\n").contains("AUTH"));
+}
+
+#[test]
+fn auth_and_mail_before_starttls_are_refused() {
+    let mut h = Harness::with(submission(true));
+    ehlo(&mut h);
+    assert_eq!(
+        h.send(format!("AUTH PLAIN {PLAIN_ALICE}\r\n").as_bytes()),
+        "538 5.7.11 Encryption required for requested authentication mechanism\r\n"
+    );
+    assert_eq!(
+        h.send(b"AUTH LOGIN\r\n"),
+        "538 5.7.11 Encryption required for requested authentication mechanism\r\n"
+    );
+    assert_eq!(
+        h.send(b"MAIL FROM:<alice@example.org>\r\n"),
+        "530 5.7.0 Must issue a STARTTLS command first\r\n"
+    );
+    assert!(h.session.authenticated().is_none());
+}
+
+#[test]
+fn mail_before_auth_is_530_and_nothing_can_be_relayed() {
+    let mut h = submission_over_tls();
+    let replies =
+        h.send(b"MAIL FROM:<alice@example.org>\r\nRCPT TO:<x@remote.example>\r\nDATA\r\n");
+    assert_eq!(codes(&replies), ["530", "503", "503"], "{replies}");
+    assert!(replies.starts_with("530 5.7.0 Authentication required\r\n"));
+    assert!(h.delivered.is_empty());
+}
+
+#[test]
+fn auth_plain_with_initial_response_then_a_transaction_carries_the_user() {
+    let mut h = authenticated();
+    let replies = h.send(
+        b"MAIL FROM:<alice@example.org> AUTH=<>\r\nRCPT TO:<x@remote.example>\r\n\
+          RCPT TO:<bob@example.org>\r\nDATA\r\n",
+    );
+    // The handler decides recipients; this one relays nothing.
+    assert_eq!(codes(&replies), ["250", "550", "250", "354"], "{replies}");
+    h.send(b"Subject: s\r\n\r\nbody\r\n.\r\n");
+    let (envelope, body) = &h.delivered[0];
+    assert_eq!(
+        envelope.authenticated,
+        Some(Authenticated {
+            account_id: 7,
+            address: "alice@example.org".into(),
+        })
+    );
+    let body = String::from_utf8_lossy(body);
+    assert!(body.contains(" with ESMTPSA id ID1"), "{body}");
+}
+
+#[test]
+fn auth_plain_without_initial_response_gets_an_empty_challenge() {
+    let mut h = submission_over_tls();
+    assert_eq!(h.send(b"AUTH PLAIN\r\n"), "334 \r\n");
+    assert_eq!(
+        h.send(format!("{PLAIN_ALICE}\r\n").as_bytes()),
+        "235 2.7.0 Authentication successful\r\n"
+    );
+    assert!(h.session.authenticated().is_some());
+}
+
+#[test]
+fn auth_login_asks_for_user_then_password() {
+    let mut h = submission_over_tls();
+    assert_eq!(h.send(b"AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6\r\n");
+    assert_eq!(
+        h.send(b"YWxpY2VAZXhhbXBsZS5vcmc=\r\n"),
+        "334 UGFzc3dvcmQ6\r\n"
+    );
+    assert_eq!(
+        h.send(b"c2VjcmV0\r\n"),
+        "235 2.7.0 Authentication successful\r\n"
+    );
+
+    // The user name may come as an initial response.
+    let mut h = submission_over_tls();
+    assert_eq!(
+        h.send(b"AUTH login YWxpY2VAZXhhbXBsZS5vcmc=\r\n"),
+        "334 UGFzc3dvcmQ6\r\n"
+    );
+    assert_eq!(
+        h.send(b"c2VjcmV0\r\n"),
+        "235 2.7.0 Authentication successful\r\n"
+    );
+}
+
+#[test]
+fn wrong_credentials_are_535_and_count_toward_the_error_limit() {
+    let mut h = submission_over_tls();
+    // `\0alice@example.org\0wrong`
+    let wrong = b"AUTH PLAIN AGFsaWNlQGV4YW1wbGUub3JnAHdyb25n\r\n";
+    for _ in 0..4 {
+        assert_eq!(
+            h.send(wrong),
+            "535 5.7.8 Authentication credentials invalid\r\n"
+        );
+    }
+    let last = h.send(wrong);
+    assert!(last.ends_with("421 4.7.0 Too many errors\r\n"), "{last}");
+    assert!(h.closed);
+    assert!(h.session.authenticated().is_none());
+}
+
+#[test]
+fn throttled_and_malformed_credentials_have_their_own_replies() {
+    let mut h = submission_over_tls();
+    // LOGIN "throttled" / "x"
+    h.send(b"AUTH LOGIN dGhyb3R0bGVk\r\n");
+    assert!(h.send(b"eA==\r\n").starts_with("454 4.7.0 "));
+    // PLAIN without the NUL separators.
+    assert!(h.send(b"AUTH PLAIN YWxpY2U=\r\n").starts_with("501 5.5.2 "));
+    assert!(h.session.authenticated().is_none());
+}
+
+#[test]
+fn auth_exchange_can_be_cancelled_and_rejects_bad_base64() {
+    let mut h = submission_over_tls();
+    assert_eq!(h.send(b"AUTH PLAIN\r\n"), "334 \r\n");
+    assert_eq!(h.send(b"*\r\n"), "501 5.0.0 Authentication cancelled\r\n");
+    assert_eq!(h.send(b"AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6\r\n");
+    assert_eq!(h.send(b"%%%\r\n"), "501 5.5.2 Cannot decode response\r\n");
+    // Back in command state: the next line is a command again.
+    assert_eq!(h.send(b"NOOP\r\n"), "250 2.0.0 Ok\r\n");
+}
+
+#[test]
+fn unknown_mechanism_repeated_auth_and_auth_in_a_transaction_are_refused() {
+    let mut h = submission_over_tls();
+    assert_eq!(
+        h.send(b"AUTH CRAM-MD5\r\n"),
+        "504 5.5.4 Unrecognized authentication type\r\n"
+    );
+    assert!(h.send(b"AUTH\r\n").starts_with("501 5.5.4 "));
+    let mut h = authenticated();
+    assert!(h
+        .send(format!("AUTH PLAIN {PLAIN_ALICE}\r\n").as_bytes())
+        .starts_with("503 5.5.1 "));
+    h.send(b"MAIL FROM:<alice@example.org>\r\n");
+    assert!(h.send(b"AUTH LOGIN\r\n").starts_with("503 5.5.1 "));
+}
+
+#[test]
+fn sender_refused_by_the_handler_opens_no_transaction() {
+    let mut h = authenticated();
+    assert_eq!(
+        h.send(b"MAIL FROM:<ceo@other.example>\r\n"),
+        "550 5.7.1 <ceo@other.example>: not yours\r\n"
+    );
+    assert!(h
+        .send(b"RCPT TO:<bob@example.org>\r\n")
+        .starts_with("503 5.5.1 "));
+    assert_eq!(
+        h.send(b"MAIL FROM:<alice@example.org>\r\n"),
+        "250 2.1.0 Ok\r\n"
+    );
+}
+
+#[test]
+fn auth_parameter_of_mail_is_refused_where_auth_is_not_offered() {
+    let mut h = Harness::new();
+    ehlo(&mut h);
+    assert!(h
+        .send(b"MAIL FROM:<a@remote.example> AUTH=<>\r\n")
+        .starts_with("555 5.5.4 "));
 }

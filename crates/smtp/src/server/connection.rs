@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::time::{timeout, timeout_at, Instant};
 use tracing::{debug, warn};
 
-use super::SmtpServer;
+use super::{Security, SmtpServer};
 use crate::protocol::{Event, Phase, Session};
 use crate::{DeliveryOutcome, MailHandler, MessageSink};
 
@@ -34,6 +34,7 @@ enum Input {
 
 pub(super) struct Connection<H: MailHandler> {
     server: Arc<SmtpServer<H>>,
+    peer: SocketAddr,
     session: Session,
     sink: Option<H::Sink>,
     shutdown: watch::Receiver<bool>,
@@ -47,11 +48,17 @@ impl<H: MailHandler> Connection<H> {
     pub(super) fn new(
         server: Arc<SmtpServer<H>>,
         peer: SocketAddr,
+        security: Security,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
-        let session = Session::new(Arc::clone(&server.session_config), peer);
+        let config = Arc::clone(&server.session_config);
+        let session = match security {
+            Security::StartTls => Session::new(config, peer),
+            Security::ImplicitTls => Session::new_over_tls(config, peer),
+        };
         Self {
             server,
+            peer,
             session,
             sink: None,
             shutdown,
@@ -61,9 +68,21 @@ impl<H: MailHandler> Connection<H> {
     }
 
     pub(super) async fn run(mut self, mut tcp: TcpStream) -> io::Result<()> {
+        if self.session.is_tls() {
+            // Implicit TLS: the handshake comes first; the greeting waits in the session.
+            return self.run_tls(tcp, false).await;
+        }
         let next = self.drive(&mut tcp).await?;
-        let (Next::StartTls, Some(acceptor)) = (next, self.server.tls.clone()) else {
+        if !matches!(next, Next::StartTls) {
             let _ = timeout(self.server.settings.command_timeout, tcp.shutdown()).await;
+            return Ok(());
+        }
+        self.run_tls(tcp, true).await
+    }
+
+    /// Handshakes, then runs the session under TLS until it closes.
+    async fn run_tls(mut self, tcp: TcpStream, starttls: bool) -> io::Result<()> {
+        let Some(acceptor) = self.server.tls.clone() else {
             return Ok(());
         };
         let limit = self.server.settings.command_timeout;
@@ -74,7 +93,9 @@ impl<H: MailHandler> Connection<H> {
             let (_, conn) = tls.get_ref();
             debug!(version = ?conn.protocol_version(), suite = ?conn.negotiated_cipher_suite().map(|s| s.suite()), "TLS established");
         }
-        self.session.tls_established();
+        if starttls {
+            self.session.tls_established();
+        }
         self.deadline = None;
         // A second STARTTLS is refused by the session, so this can only end in Close.
         self.drive(&mut tls).await?;
@@ -104,6 +125,23 @@ impl<H: MailHandler> Connection<H> {
                 Event::CheckRecipient(rcpt) => {
                     let verdict = self.server.handler.check_recipient(&rcpt).await;
                     self.session.recipient_checked(verdict);
+                }
+                Event::Authenticate(request) => {
+                    let ip = self.peer.ip().to_canonical();
+                    let verdict = self.server.handler.authenticate(request, ip).await;
+                    self.session.auth_checked(verdict);
+                }
+                Event::CheckSender(from) => {
+                    let verdict = match self.session.authenticated().cloned() {
+                        Some(user) => self.server.handler.check_sender(&from, &user).await,
+                        // The session asks only after AUTH; refuse if that ever changes.
+                        None => crate::SenderVerdict::Refuse(
+                            530,
+                            "5.7.0",
+                            "Authentication required".to_string(),
+                        ),
+                    };
+                    self.session.sender_checked(verdict);
                 }
                 Event::BeginMessage => self.begin_message().await,
                 Event::Body(bytes) => {

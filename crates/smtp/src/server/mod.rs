@@ -18,7 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, Instrument};
 
 use crate::protocol::{reply, SessionConfig};
-use crate::MailHandler;
+use crate::{MailHandler, Mode};
 use postkeep_net::ConnectionLimits;
 
 /// Settings of the inbound SMTP server.
@@ -42,6 +42,17 @@ pub struct SmtpSettings {
     pub data_timeout: Duration,
     /// Errors before a session is closed with 421 (0 = unlimited).
     pub max_errors: u32,
+    /// MX or submission rules.
+    pub mode: Mode,
+}
+
+/// How a listener's connections start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// Plain text, STARTTLS offered when the server has a TLS configuration (RFC 3207).
+    StartTls,
+    /// TLS from the first byte (RFC 8314 §3.3, `submissions`).
+    ImplicitTls,
 }
 
 impl Default for SmtpSettings {
@@ -57,11 +68,12 @@ impl Default for SmtpSettings {
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(600),
             max_errors: 20,
+            mode: Mode::Mx,
         }
     }
 }
 
-/// Inbound SMTP server.
+/// SMTP server: one connection cap and one set of per-IP limits for every listener it serves.
 pub struct SmtpServer<H: MailHandler> {
     settings: SmtpSettings,
     session_config: Arc<SessionConfig>,
@@ -71,7 +83,7 @@ pub struct SmtpServer<H: MailHandler> {
 }
 
 impl<H: MailHandler> SmtpServer<H> {
-    /// `tls` enables STARTTLS; the binary builds it (TLS 1.2/1.3 only).
+    /// `tls` enables STARTTLS and implicit TLS; the binary builds it (and picks the versions).
     pub fn new(
         settings: SmtpSettings,
         handler: Arc<H>,
@@ -84,6 +96,7 @@ impl<H: MailHandler> SmtpServer<H> {
             max_command_line: settings.max_command_line,
             max_errors: settings.max_errors,
             tls_available: tls.is_some(),
+            mode: settings.mode,
         });
         let limits = Arc::new(ConnectionLimits::new(
             settings.max_connections,
@@ -104,13 +117,31 @@ impl<H: MailHandler> SmtpServer<H> {
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
+        shutdown: watch::Receiver<bool>,
+    ) -> io::Result<()> {
+        self.serve_with(listener, Security::StartTls, shutdown)
+            .await
+    }
+
+    /// [`SmtpServer::serve`] for a listener of the given kind; implicit TLS needs the server's
+    /// TLS configuration.
+    pub async fn serve_with(
+        self: Arc<Self>,
+        listener: TcpListener,
+        security: Security,
         mut shutdown: watch::Receiver<bool>,
     ) -> io::Result<()> {
-        info!(addr = ?listener.local_addr().ok(), "SMTP server listening");
+        if security == Security::ImplicitTls && self.tls.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "implicit TLS needs a TLS configuration",
+            ));
+        }
+        info!(addr = ?listener.local_addr().ok(), ?security, mode = ?self.settings.mode, "SMTP server listening");
         let watcher = shutdown.clone();
         let tasks =
             postkeep_net::accept_until_shutdown(listener, &mut shutdown, |stream, peer, tasks| {
-                self.clone().admit(stream, peer, &watcher, tasks)
+                self.clone().admit(stream, peer, security, &watcher, tasks)
             })
             .await;
         info!(sessions = tasks.len(), "SMTP server shutting down");
@@ -126,6 +157,7 @@ impl<H: MailHandler> SmtpServer<H> {
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
+        security: Security,
         shutdown: &watch::Receiver<bool>,
         tasks: &mut JoinSet<()>,
     ) {
@@ -137,10 +169,14 @@ impl<H: MailHandler> SmtpServer<H> {
                 tasks.spawn(
                     async move {
                         let _permit = permit;
-                        self.run_connection(stream, peer, shutdown).await;
+                        self.run_connection(stream, peer, security, shutdown).await;
                     }
                     .instrument(span),
                 );
+            }
+            None if security == Security::ImplicitTls => {
+                // No TLS yet, so no reply can be read: just close.
+                info!("connection refused: too many connections");
             }
             None => {
                 let write_timeout = self.settings.command_timeout;
@@ -165,13 +201,14 @@ impl<H: MailHandler> SmtpServer<H> {
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
+        security: Security,
         shutdown: watch::Receiver<bool>,
     ) {
         if let Err(err) = stream.set_nodelay(true) {
             debug!(error = %err, "set_nodelay failed");
         }
         info!("connection opened");
-        let connection = connection::Connection::new(self, peer, shutdown);
+        let connection = connection::Connection::new(self, peer, security, shutdown);
         match connection.run(stream).await {
             Ok(()) => info!("connection closed"),
             Err(err) => info!(error = %err, "connection ended with error"),

@@ -10,8 +10,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::Security;
 use super::{SmtpServer, SmtpSettings};
-use crate::{DeliveryOutcome, Envelope, MailHandler, MessageSink, RcptVerdict};
+use crate::{
+    AuthRequest, AuthVerdict, Authenticated, DeliveryOutcome, Envelope, MailHandler, MessageSink,
+    Mode, RcptVerdict, SenderVerdict,
+};
 
 /// Records delivered messages; accepts recipients at example.org.
 #[derive(Default)]
@@ -40,6 +44,26 @@ impl MailHandler for Recorder {
             RcptVerdict::Accept
         } else {
             RcptVerdict::RelayDenied
+        }
+    }
+
+    async fn authenticate(&self, request: AuthRequest, _: std::net::IpAddr) -> AuthVerdict {
+        match request {
+            AuthRequest::Plain(raw) if raw.as_slice() == b"\0alice@example.org\0secret" => {
+                AuthVerdict::Success(Authenticated {
+                    account_id: 1,
+                    address: "alice@example.org".into(),
+                })
+            }
+            _ => AuthVerdict::Invalid,
+        }
+    }
+
+    async fn check_sender(&self, mail_from: &str, user: &Authenticated) -> SenderVerdict {
+        if mail_from == user.address {
+            SenderVerdict::Accept
+        } else {
+            SenderVerdict::Refuse(550, "5.7.1", "not yours".into())
         }
     }
 
@@ -78,16 +102,25 @@ fn settings() -> SmtpSettings {
         command_timeout: Duration::from_secs(10),
         data_timeout: Duration::from_secs(10),
         max_errors: 10,
+        mode: Mode::Mx,
     }
 }
 
 async fn start(settings: SmtpSettings, tls: Option<Arc<rustls::ServerConfig>>) -> Running {
+    start_with(settings, tls, Security::StartTls).await
+}
+
+async fn start_with(
+    settings: SmtpSettings,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    security: Security,
+) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let handler = Arc::new(Recorder::default());
     let server = Arc::new(SmtpServer::new(settings, Arc::clone(&handler), tls));
     let (shutdown, rx) = watch::channel(false);
-    let task = tokio::spawn(server.serve(listener, rx));
+    let task = tokio::spawn(server.serve_with(listener, security, rx));
     Running {
         addr,
         handler,
@@ -235,6 +268,72 @@ async fn starttls_ignores_plaintext_injected_before_handshake() {
     assert!(delivered[0].0.tls);
     assert_eq!(delivered[0].0.mail_from, "a@remote.test");
     assert!(String::from_utf8_lossy(&delivered[0].1).contains(" with ESMTPS id "));
+}
+
+/// RFC 8314 implicit TLS: the greeting comes inside TLS, AUTH is offered at once and the
+/// delivered envelope names the user.
+#[tokio::test]
+async fn implicit_tls_submission_authenticates_and_delivers() {
+    let (server_tls, client_tls) = tls_configs();
+    let server = start_with(
+        SmtpSettings {
+            mode: Mode::Submission,
+            ..settings()
+        },
+        Some(server_tls),
+        Security::ImplicitTls,
+    )
+    .await;
+    let tcp = TcpStream::connect(server.addr).await.expect("connect");
+    let connector = tokio_rustls::TlsConnector::from(client_tls);
+    let name = ServerName::try_from("localhost").expect("name");
+    let mut tls = connector.connect(name, tcp).await.expect("handshake");
+    assert_eq!(read_reply(&mut tls).await, "220 mx.test ESMTP postkeep\r\n");
+    send(&mut tls, b"EHLO client.test\r\n").await;
+    let ehlo = read_reply(&mut tls).await;
+    assert!(ehlo.ends_with("250 AUTH PLAIN LOGIN\r\n"), "{ehlo}");
+    send(&mut tls, b"MAIL FROM:<alice@example.org>\r\n").await;
+    assert!(read_reply(&mut tls).await.starts_with("530 5.7.0 "));
+    send(
+        &mut tls,
+        b"AUTH PLAIN AGFsaWNlQGV4YW1wbGUub3JnAHNlY3JldA==\r\n",
+    )
+    .await;
+    assert_eq!(
+        read_reply(&mut tls).await,
+        "235 2.7.0 Authentication successful\r\n"
+    );
+    send(&mut tls, b"MAIL FROM:<bob@example.org>\r\n").await;
+    assert_eq!(read_reply(&mut tls).await, "550 5.7.1 not yours\r\n");
+    send(
+        &mut tls,
+        b"MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nBDAT 4 LAST\r\nab\r\n",
+    )
+    .await;
+    assert_eq!(read_reply(&mut tls).await, "250 2.1.0 Ok\r\n");
+    assert_eq!(read_reply(&mut tls).await, "250 2.1.5 Ok\r\n");
+    assert!(read_reply(&mut tls)
+        .await
+        .starts_with("250 2.0.0 Ok: queued as "));
+
+    let delivered = server.handler.take();
+    assert_eq!(delivered.len(), 1);
+    let user = delivered[0].0.authenticated.as_ref().expect("user");
+    assert_eq!(user.address, "alice@example.org");
+    assert!(String::from_utf8_lossy(&delivered[0].1).contains(" with ESMTPSA id "));
+}
+
+#[tokio::test]
+async fn implicit_tls_without_a_tls_configuration_is_an_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let server = Arc::new(SmtpServer::new(
+        settings(),
+        Arc::new(Recorder::default()),
+        None,
+    ));
+    let (_shutdown, rx) = watch::channel(false);
+    let served = server.serve_with(listener, Security::ImplicitTls, rx).await;
+    assert!(served.is_err());
 }
 
 #[tokio::test]
