@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
-use tracing::{info, Instrument};
+use tracing::info;
 
 /// Settings of the IMAP server.
 #[derive(Debug, Clone)]
@@ -113,24 +113,12 @@ impl ImapServer {
         shutdown: &watch::Receiver<bool>,
         tasks: &mut JoinSet<()>,
     ) {
-        let ip = peer.ip().to_canonical();
-        let span = tracing::info_span!("imap", peer = %ip);
-        let Some(permit) = self.limits.try_acquire(ip) else {
-            info!(parent: &span, "connection refused: too many connections");
-            return;
-        };
+        let span = tracing::info_span!("imap", peer = %peer.ip().to_canonical());
         let shutdown = shutdown.clone();
-        tasks.spawn(
-            async move {
-                let _permit = permit;
-                let _ = stream.set_nodelay(true);
-                let implicit = security == Security::ImplicitTls;
-                match crate::session::run(self, stream, peer, implicit, shutdown).await {
-                    Ok(()) => info!("connection closed"),
-                    Err(err) => info!(error = %err, "connection ended with error"),
-                }
-            }
-            .instrument(span),
-        );
+        let implicit = security == Security::ImplicitTls;
+        let limits = Arc::clone(&self.limits);
+        postkeep_net::spawn_session(&limits, stream, peer, span, tasks, move |stream| {
+            crate::session::run(self, stream, peer, implicit, shutdown)
+        });
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 /// Accepts connections until `shutdown` becomes true (or its sender is dropped), handing each
 /// to `admit`, which spawns its session into the set. Returns the sessions still running, for
@@ -45,6 +45,37 @@ where
         }
     }
     tasks
+}
+
+/// Starts the session of an accepted connection: counted against `limits` (a connection over
+/// them is dropped with a log line: before TLS there is no channel to say why), run under
+/// `span` with its outcome logged. `session` builds the session's future from the stream.
+pub fn spawn_session<F>(
+    limits: &Arc<ConnectionLimits>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    span: tracing::Span,
+    tasks: &mut JoinSet<()>,
+    session: impl FnOnce(TcpStream) -> F,
+) where
+    F: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let Some(permit) = limits.try_acquire(peer.ip().to_canonical()) else {
+        info!(parent: &span, "connection refused: too many connections");
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let session = session(stream);
+    tasks.spawn(
+        async move {
+            let _permit = permit;
+            match session.await {
+                Ok(()) => info!("connection closed"),
+                Err(err) => info!(error = %err, "connection ended with error"),
+            }
+        }
+        .instrument(span),
+    );
 }
 
 /// Waits up to `grace` for the sessions to end, then aborts the rest.

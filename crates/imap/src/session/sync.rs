@@ -12,9 +12,17 @@ impl Session {
     /// FETCH, STORE or SEARCH: expunges are then remembered and reported later. `Err` when the
     /// mailbox is gone (deleted by another session) and the connection must close.
     pub(super) async fn sync(&mut self, expunge_ok: bool) -> Result<(), Flow> {
-        let Some(selected) = self.selected.as_ref() else {
+        let Some(selected) = self.selected.as_mut() else {
             return Ok(());
         };
+        // The hub wakes the watch on every commit to this mailbox (and the poller on other
+        // processes' commits): unchanged means nothing to report, without a query. Marking it
+        // seen before querying loses nothing: a later commit changes it again.
+        let pending = !selected.deferred_expunges.is_empty() && expunge_ok;
+        if !selected.watch.has_changed().unwrap_or(true) && !pending {
+            return Ok(());
+        }
+        selected.watch.borrow_and_update();
         let (mailbox_id, since) = (selected.mailbox.id, selected.known_modseq);
         let changes = match self.store().meta().changes_since(mailbox_id, since).await {
             Ok(changes) => changes,

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
-use tracing::{info, Instrument};
+use tracing::info;
 
 use limits::MaildropLocks;
 use postkeep_net::ConnectionLimits;
@@ -101,24 +101,11 @@ impl Pop3Server {
         shutdown: &watch::Receiver<bool>,
         tasks: &mut JoinSet<()>,
     ) {
-        let ip = peer.ip().to_canonical();
-        let span = tracing::info_span!("pop3", peer = %ip);
-        let Some(permit) = self.limits.try_acquire(ip) else {
-            // Dropping the socket before the TLS handshake: there is no channel to say why.
-            info!(parent: &span, "connection refused: too many connections");
-            return;
-        };
+        let span = tracing::info_span!("pop3", peer = %peer.ip().to_canonical());
         let shutdown = shutdown.clone();
-        tasks.spawn(
-            async move {
-                let _permit = permit;
-                let _ = stream.set_nodelay(true);
-                match connection::run(self, stream, peer, shutdown).await {
-                    Ok(()) => info!("connection closed"),
-                    Err(err) => info!(error = %err, "connection ended with error"),
-                }
-            }
-            .instrument(span),
-        );
+        let limits = Arc::clone(&self.limits);
+        postkeep_net::spawn_session(&limits, stream, peer, span, tasks, move |stream| {
+            connection::run(self, stream, peer, shutdown)
+        });
     }
 }
