@@ -506,3 +506,30 @@ def test_every_rfc9051_search_key_parses_and_selects_the_right_messages(imap_ser
         found = re.sub(rb" \(MODSEQ \d+\)", b"", lines[0])[len(b"* SEARCH"):].decode().strip()
         assert found == expected, f"SEARCH {key}: {found!r}, expected {expected!r}"
     raw.close()
+
+
+def test_sort_thread_and_quota_root(imap_server):
+    deliver(imap_server, "thr-1", subject="plan")
+    deliver(imap_server, "thr-2", subject="Re: plan",
+            extra_headers=["In-Reply-To: <thr-1@remote.test>", "References: <thr-1@remote.test>"])
+    deliver(imap_server, "thr-3", subject="another topic")
+    raw = RawImap.tls(imap_server)
+    raw.login()
+    raw.cmd("s", "SELECT INBOX")
+    # thr-2 has two more header fields, thr-3 a longer subject than thr-1.
+    lines, done = raw.cmd("o", "SORT (REVERSE SIZE) UTF-8 ALL")
+    assert done.startswith(b"o OK") and lines == [b"* SORT 2 3 1"], lines
+    lines, done = raw.cmd("o2", "UID SORT (SUBJECT) UTF-8 ALL")
+    assert lines == [b"* SORT 3 1 2"], (lines, done)  # "another topic", then "plan" (base subject) by date
+    lines, done = raw.cmd("t", "THREAD REFERENCES UTF-8 ALL")
+    assert done.startswith(b"t OK") and lines == [b"* THREAD (1 2)(3)"], lines
+    # A fourth message with thr-1's base subject and no references: ORDEREDSUBJECT groups by
+    # base subject only (RFC 5256 §4), so it joins thr-1 while thr-2 ("plan thr-2") does not.
+    reply = make_message("thr-4").replace(b"Subject: test thr-4", b"Subject: Re: plan thr-1")
+    imap_server.send([ALICE], reply)
+    raw.cmd("n", "NOOP")
+    lines, done = raw.cmd("t2", "THREAD ORDEREDSUBJECT UTF-8 ALL")
+    assert lines == [b"* THREAD (1 4)(2)(3)"], lines
+    lines, done = raw.cmd("q", "GETQUOTAROOT INBOX")
+    assert done.startswith(b"q OK") and lines == [b'* QUOTAROOT "INBOX"'], lines  # no limit set
+    raw.close()

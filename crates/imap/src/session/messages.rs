@@ -431,10 +431,13 @@ impl Session {
     }
 
     /// Runs a search over the selected mailbox: the matching entries in sequence order.
+    /// `with_summary`: load the sealed summaries even if the query does not need them (SORT
+    /// and THREAD read them).
     async fn run_search(
         &mut self,
         charset: Option<&Charset<'_>>,
         keys: &[SearchKey<'_>],
+        with_summary: bool,
     ) -> Result<(Vec<EntryRecord>, Vec<usize>, bool), Reply> {
         if let Some(charset) = charset {
             let name = charset_name(charset);
@@ -446,7 +449,7 @@ impl Session {
             return Err(Reply::bad("No mailbox selected"));
         };
         let converted = convert(keys, &selected.view)?;
-        let needs_summary = crate::query::needs_summary(&converted.query);
+        let needs_summary = with_summary || crate::query::needs_summary(&converted.query);
         let all = vec![1..=u32::MAX];
         let records = self
             .store()
@@ -475,7 +478,7 @@ impl Session {
         uid: bool,
         returns: Option<Vec<SearchReturn>>,
     ) -> Reply {
-        let (records, matched, uses_modseq) = match self.run_search(charset, keys).await {
+        let (records, matched, uses_modseq) = match self.run_search(charset, keys, false).await {
             Ok(result) => result,
             Err(reply) => return reply,
         };
@@ -585,7 +588,7 @@ impl Session {
         keys: &[SearchKey<'_>],
         uid: bool,
     ) -> Reply {
-        let (records, matched, _) = match self.run_search(Some(charset), keys).await {
+        let (records, matched, _) = match self.run_search(Some(charset), keys, true).await {
             Ok(result) => result,
             Err(reply) => return reply,
         };
@@ -639,7 +642,7 @@ impl Session {
             ThreadingAlgorithm::References => ThreadAlgorithm::References,
             ThreadingAlgorithm::Other(_) => return Reply::bad("Unsupported threading algorithm"),
         };
-        let (records, matched, _) = match self.run_search(Some(charset), keys).await {
+        let (records, matched, _) = match self.run_search(Some(charset), keys, true).await {
             Ok(result) => result,
             Err(reply) => return reply,
         };
