@@ -15,16 +15,20 @@ pub fn decode(name: &WireMailbox<'_>, utf8: bool) -> Result<String, BadName> {
         WireMailbox::Inbox => return Ok("INBOX".to_owned()),
         WireMailbox::Other(other) => other.as_ref(),
     };
-    let text = if utf8 {
-        std::str::from_utf8(bytes)
-            .map_err(|_| BadName("mailbox name is not UTF-8"))?
-            .to_owned()
+    let text = decode_text(bytes, utf8)?;
+    postkeep_store::normalize_mailbox_name(&text).map_err(|_| BadName("invalid mailbox name"))
+}
+
+/// The text of a name or LIST pattern as sent, not yet checked as a mailbox name: UTF-8 when
+/// the session enabled it, modified UTF-7 otherwise.
+pub fn decode_text(bytes: &[u8], utf8: bool) -> Result<String, BadName> {
+    if utf8 {
+        String::from_utf8(bytes.to_vec()).map_err(|_| BadName("mailbox name is not UTF-8"))
     } else {
         postkeep_imap_proto::mutf7::decode(bytes).map_err(|_| {
             BadName("mailbox name is not valid modified UTF-7 (RFC 3501 section 5.1.3)")
-        })?
-    };
-    postkeep_store::normalize_mailbox_name(&text).map_err(|_| BadName("invalid mailbox name"))
+        })
+    }
 }
 
 /// Encodes a stored name for the client.

@@ -381,14 +381,8 @@ impl Session {
         lsub: bool,
     ) -> Reply {
         let utf8 = self.enabled.utf8;
-        let decode_raw = |bytes: &[u8]| -> Result<String, Reply> {
-            if utf8 {
-                String::from_utf8(bytes.to_vec()).map_err(|_| Reply::bad("Pattern is not UTF-8"))
-            } else {
-                postkeep_imap_proto::mutf7::decode(bytes)
-                    .map_err(|_| Reply::bad("Pattern is not modified UTF-7"))
-            }
-        };
+        let decode_raw =
+            |bytes: &[u8]| names::decode_text(bytes, utf8).map_err(|bad| Reply::bad(bad.0));
         let reference = match reference {
             WireMailbox::Inbox => "INBOX".to_owned(),
             WireMailbox::Other(other) => match decode_raw(other.as_ref()) {
@@ -747,11 +741,15 @@ impl<'a> Listing<'a> {
     }
 
     fn has_children(&self, name: &str) -> bool {
+        // Names are sorted: the first one at or after `name/` is a child if any is.
         let prefix = format!("{name}{HIERARCHY_SEPARATOR}");
         self.by_name
-            .range::<str, _>((std::ops::Bound::Excluded(name), std::ops::Bound::Unbounded))
-            .take_while(|(n, _)| n.starts_with(&prefix) || n.as_bytes() < prefix.as_bytes())
-            .any(|(n, _)| n.starts_with(&prefix))
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix.as_str()),
+                std::ops::Bound::Unbounded,
+            ))
+            .next()
+            .is_some_and(|(n, _)| n.starts_with(&prefix))
     }
 
     fn has_subscribed_descendant(&self, name: &str) -> bool {
