@@ -8,13 +8,17 @@
 #   postfix-dovecot.sh maildir       print the maildir that receives u@bench.test
 #
 # Nothing of the system's own postfix/dovecot configuration is used or changed, and systemd is
-# not needed: Postfix runs with `-c $PFDC_DIR/postfix`, Dovecot with `-c $PFDC_DIR/dovecot.conf`.
+# not needed: Postfix runs with `-c $PFDC_DIR/postfix` (tests/postfix/lib.sh), Dovecot with
+# `-c $PFDC_DIR/dovecot.conf`.
 #
 # Durability, to match postkeep's "250 = fsync'd and committed":
 #   - Postfix fsyncs each queue file before its 250 (the default; kept).
 #   - Dovecot: mail_fsync = always (its default is "optimized"), so LMTP's 250 to Postfix
 #     comes after the maildir file is fsync'd, and only then does Postfix drop its queue file.
 set -euo pipefail
+# The private Postfix instance, shared with the outbound tests' remote MX.
+# shellcheck source=../tests/postfix/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../tests/postfix/lib.sh"
 
 DIR=${PFDC_DIR:-/tmp/postkeep-bench-pfdc}
 MAILDIR="$DIR/mail/bench.test/u/Maildir"
@@ -48,72 +52,28 @@ setup() {
 }
 
 write_postfix_config() {
-    local port=$1 pf="$DIR/postfix"
-    mkdir -p "$pf" "$DIR/spool" "$DIR/data"
-    cat >"$pf/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $DIR/spool
-data_directory = $DIR/data
-meta_directory = /etc/postfix
-mail_owner = postfix
-setgid_group = postdrop
-maillog_file_prefixes = $DIR
-maillog_file = $DIR/postfix.log
-myhostname = mx.bench.test
-mydomain = bench.test
-myorigin = bench.test
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
+    local port=$1
+    postfix_configure "$DIR" "$port" bench.test
+    cat >>"$DIR/postfix/main.cf" <<EOF
 # Accept mail for bench.test and hand it to Dovecot over LMTP (unix socket).
 virtual_mailbox_domains = bench.test
 virtual_transport = lmtp:unix:$DIR/dovecot-run/lmtp
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 smtpd_recipient_restrictions =
 message_size_limit = 52428800
-# Nothing slow and irrelevant: no DNS, no reverse lookups of the client, no limits on loopback.
-smtp_dns_support_level = disabled
+# No DNS for LMTP either, no limits on loopback.
 lmtp_dns_support_level = disabled
 smtp_host_lookup = native
 lmtp_host_lookup = native
-smtpd_peername_lookup = no
-smtpd_delay_reject = no
 smtpd_client_connection_count_limit = 1000
 smtpd_client_connection_rate_limit = 0
 smtpd_client_message_rate_limit = 0
 default_process_limit = 200
-biff = no
-append_dot_mydomain = no
 # No TLS anywhere: the benchmark is plain SMTP on loopback for both servers.
 smtpd_tls_security_level =
 smtp_tls_security_level =
 EOF
-    # chroot column = n everywhere: the chroot would need copies of /etc files.
-    cat >"$pf/master.cf" <<EOF
-127.0.0.1:$port inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-lmtp      unix  -       -       n       -       -       lmtp
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-EOF
+    echo "lmtp      unix  -       -       n       -       -       lmtp" >>"$DIR/postfix/master.cf"
 }
 
 write_dovecot_config() {
@@ -156,51 +116,16 @@ start() {
     stop >/dev/null 2>&1 || true
     rm -rf "$DIR"
     mkdir -p "$DIR"
-    chmod 755 "$DIR"
     write_postfix_config "$port"
     write_dovecot_config
     dovecot -c "$DIR/dovecot.conf"
-    postfix -c "$DIR/postfix" set-permissions >/dev/null 2>&1 || true
-    postfix -c "$DIR/postfix" check
-    postfix -c "$DIR/postfix" start
-}
-
-# Every descendant of pid $1 (so that only the processes we started are touched).
-descendants() {
-    ps -e -o pid=,ppid= | awk -v root="$1" '
-        { parent[$1] = $2 }
-        END {
-            want[root] = 1
-            do {
-                added = 0
-                for (p in parent) if (!(p in want) && (parent[p] in want)) { want[p] = 1; added = 1 }
-            } while (added)
-            for (p in want) if (p != root) print p
-        }'
-}
-
-# Stop the master whose pid is in file $2 with command $1; kill it and its children if it lingers.
-stop_master() {
-    local cmd=$1 pidfile=$2 pid kids i
-    [ -f "$pidfile" ] || return 0
-    pid=$(tr -dc '0-9' <"$pidfile")
-    [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 0
-    kids=$(descendants "$pid")
-    $cmd >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 100); do
-        [ -d "/proc/$pid" ] || break
-        sleep 0.1
-    done
-    for p in $pid $kids; do
-        [ -d "/proc/$p" ] && kill -KILL "$p" 2>/dev/null || true
-    done
-    return 0
+    postfix_start "$DIR"
 }
 
 stop() {
     [ -d "$DIR" ] || return 0
-    stop_master "postfix -c $DIR/postfix abort" "$DIR/spool/pid/master.pid"
-    stop_master "dovecot -c $DIR/dovecot.conf stop" "$DIR/dovecot-run/master.pid"
+    postfix_stop "$DIR"
+    stop_master "$DIR/dovecot-run/master.pid" dovecot -c "$DIR/dovecot.conf" stop
 }
 
 case "${1:-}" in

@@ -86,8 +86,9 @@ def free_ports(n: int) -> list[int]:
 SECTION_RE = re.compile(r"^\s*\[([^\[\]]+)\]\s*(#.*)?$")
 
 
-def set_toml_value(text: str, section: str, key: str, literal: str) -> str:
-    """Replaces `key = ...` inside `[section]` with `key = literal` (a TOML literal)."""
+def set_toml_value(text: str, section: str | None, key: str, literal: str) -> str:
+    """Replaces `key = ...` inside `[section]` (None: the top level) with `key = literal` (a
+    TOML literal)."""
     lines = text.splitlines(keepends=True)
     current, found = None, False
     for i, line in enumerate(lines):
@@ -101,6 +102,17 @@ def set_toml_value(text: str, section: str, key: str, literal: str) -> str:
     if not found:
         raise AssertionError(f"no `{key}` under [{section}] in postkeep.toml:\n{text}")
     return "".join(lines)
+
+
+def add_toml_value(text: str, section: str, key: str, literal: str) -> str:
+    """Adds `key = literal` to `[section]` (for keys the generated config leaves out)."""
+    lines = text.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        m = SECTION_RE.match(line)
+        if m and m.group(1).strip() == section:
+            lines.insert(i + 1, f"{key} = {literal}\n")
+            return "".join(lines)
+    raise AssertionError(f"no [{section}] section in postkeep.toml:\n{text}")
 
 
 def line_of(text: str, section: str, key: str) -> int:
@@ -247,12 +259,53 @@ def with_token(messages: list[bytes], token: str) -> list[bytes]:
     return [m for m in messages if t in m]
 
 
+def auth_results(field: str) -> list[tuple[str, str]]:
+    """The results of an unfolded Authentication-Results field (RFC 8601) in order, as
+    (method, rest): ('dkim', 'pass header.d=a.test header.s=sel'); the authserv-id is left
+    out, and semicolons inside quoted strings do not split."""
+    specs, current, quoted, escaped = [], "", False, False
+    for c in field:
+        if c == ";" and not quoted:
+            specs.append(current)
+            current = ""
+            continue
+        current += c
+        if escaped:
+            escaped = False
+        elif c == "\\":
+            escaped = True
+        elif c == '"':
+            quoted = not quoted
+    specs.append(current)
+    results = []
+    for spec in specs[1:]:
+        name, _, value = spec.strip().partition("=")
+        results.append((name, value))
+    return results
+
+
 def dot_stuff(message: bytes) -> bytes:
     """RFC 5321 §4.5.2 transparency plus the terminating CRLF.CRLF; message must end in CRLF."""
     assert message.endswith(b"\r\n")
     lines = message.split(b"\r\n")
     stuffed = b"\r\n".join(b"." + line if line.startswith(b".") else line for line in lines)
     return stuffed + b".\r\n"
+
+
+# --------------------------------------------------------------------------- waiting
+
+
+def wait_for(check, what: str, timeout: float = IO_TIMEOUT, interval: float = 0.1):
+    """Calls `check` until it returns something truthy and returns that; fails naming `what`
+    (and the last value) after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {got!r}")
+        time.sleep(interval)
 
 
 # --------------------------------------------------------------------------- raw SMTP
@@ -603,6 +656,20 @@ class Server:
         return read_maildir(out)
 
 
+def smtps(srv: Server) -> smtplib.SMTP_SSL:
+    """A client on `submissions` (implicit TLS), not logged in."""
+    return smtplib.SMTP_SSL(HOST, srv.ports["submissions"], local_hostname="client.test",
+                            context=srv.tls_context(), timeout=IO_TIMEOUT)
+
+
+def starttls(srv: Server) -> smtplib.SMTP:
+    """A client on `submission` after STARTTLS, not logged in."""
+    s = smtplib.SMTP(HOST, srv.ports["submission"], local_hostname="client.test",
+                     timeout=IO_TIMEOUT)
+    s.starttls(context=srv.tls_context())
+    return s
+
+
 IMPORT_SUMMARY = re.compile(r"imported (\d+) messages?, (\d+) bad")
 
 
@@ -618,20 +685,21 @@ def import_summary(proc: subprocess.CompletedProcess) -> tuple[int, int]:
 # --------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-def make_server(request, tmp_path):
-    """Factory: make_server(users=[...], smtp={...}, start=True) -> a running Server.
+class ServerPool:
+    """Servers in throw-away data dirs under `root`; `cleanup` kills whatever still runs."""
 
-    `users` are local parts or full addresses at example.test; `smtp` overrides [smtp] keys."""
-    binary = postkeep_bin()
-    servers: list[Server] = []
-    request.node.postkeep_servers = servers
+    def __init__(self, root: Path):
+        self.binary = postkeep_bin()
+        self.root = root
+        self.servers: list[Server] = []
 
-    def factory(users=("alice", "bob", "carol"), smtp: dict | None = None,
-                start: bool = True, domain: str = DOMAIN) -> Server:
-        srv = Server(binary, tmp_path / f"srv{len(servers)}", domain)
+    def make(self, users=("alice", "bob", "carol"), smtp: dict | None = None,
+             start: bool = True, domain: str = DOMAIN) -> Server:
+        """A Server (running unless `start` is false): `postkeep init --dev` for `domain`,
+        `users` (local parts or full addresses) added; `smtp` overrides [smtp] keys."""
+        srv = Server(self.binary, self.root / f"srv{len(self.servers)}", domain)
         srv.root.mkdir(parents=True)
-        servers.append(srv)
+        self.servers.append(srv)
         srv.init(dev=True)
         if smtp:
             srv.set_smtp(**smtp)
@@ -642,9 +710,19 @@ def make_server(request, tmp_path):
             srv.start()
         return srv
 
-    yield factory
-    for srv in servers:
-        srv.cleanup()
+    def cleanup(self) -> None:
+        for srv in self.servers:
+            srv.cleanup()
+
+
+@pytest.fixture
+def make_server(request, tmp_path):
+    """Factory: make_server(users=[...], smtp={...}, start=True) -> a running Server
+    (see ServerPool.make); every server is killed after the test."""
+    pool = ServerPool(tmp_path)
+    request.node.postkeep_servers = pool.servers
+    yield pool.make
+    pool.cleanup()
 
 
 @pytest.fixture

@@ -75,3 +75,14 @@ def check(result):
 def untagged(client: imaplib.IMAP4, name: str) -> list:
     """Pops the untagged responses of one kind that imaplib collected."""
     return client.response(name)[1]
+
+
+def mailbox_messages(srv, user: str, mailbox: str) -> list[bytes]:
+    """Every message of a mailbox, read over IMAP (imaps)."""
+    client = login(srv, user)
+    try:
+        check(client.select(f'"{mailbox}"', readonly=True))
+        data = check(client.uid("FETCH", "1:*", "(BODY.PEEK[])"))
+        return [part[1] for part in data if isinstance(part, tuple)]
+    finally:
+        client.logout()

@@ -23,7 +23,7 @@ from pathlib import Path
 import dkim
 import pytest
 
-from conftest import (DOMAIN, HOST, IO_TIMEOUT, PASSWORD, set_toml_value,
+from conftest import (DOMAIN, HOST, IO_TIMEOUT, PASSWORD, auth_results, set_toml_value,
                       with_token)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dns"))
@@ -144,24 +144,9 @@ def trace_fields(stored_raw: bytes, sent: bytes) -> tuple[str, bytes]:
 
 def methods(ar: str) -> dict[str, str]:
     """{'spf': 'pass smtp.mailfrom=...', ...} of an unfolded Authentication-Results field
-    (the first result of each method); semicolons inside quoted strings do not split."""
-    specs, current, quoted, escaped = [], "", False, False
-    for c in ar:
-        if c == ";" and not quoted:
-            specs.append(current)
-            current = ""
-            continue
-        current += c
-        if escaped:
-            escaped = False
-        elif c == "\\":
-            escaped = True
-        elif c == '"':
-            quoted = not quoted
-    specs.append(current)
+    (the first result of each method)."""
     out: dict[str, str] = {}
-    for spec in specs[1:]:
-        name, _, value = spec.strip().partition("=")
+    for name, value in auth_results(ar):
         out.setdefault(name, value)
     return out
 

@@ -11,7 +11,6 @@ import re
 import secrets
 import shutil
 import smtplib
-import sqlite3
 import ssl
 import subprocess
 from base64 import b64encode
@@ -20,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from conftest import (DOMAIN, HOST, IO_TIMEOUT, PASSWORD, RawSmtp, assert_reply, dot_stuff,
-                      set_toml_value)
-from imap_helpers import check, login, wait_port
+                      set_toml_value, smtps, starttls)
+from imap_helpers import login, mailbox_messages, wait_port
 from test_canary import make_canary, needles, scan
 
 ALICE = f"alice@{DOMAIN}"
@@ -54,18 +53,6 @@ def sub(make_server):
     return start_submission_server(make_server)
 
 
-def smtps(srv) -> smtplib.SMTP_SSL:
-    return smtplib.SMTP_SSL(HOST, srv.ports["submissions"], local_hostname="client.test",
-                            context=srv.tls_context(), timeout=IO_TIMEOUT)
-
-
-def starttls(srv) -> smtplib.SMTP:
-    s = smtplib.SMTP(HOST, srv.ports["submission"], local_hostname="client.test",
-                     timeout=IO_TIMEOUT)
-    s.starttls(context=srv.tls_context())
-    return s
-
-
 def message(token: str, sender: str = ALICE, to: str = BOB, body: str = "Hello.\r\n",
             extra: list[str] | None = None) -> bytes:
     headers = [f"From: <{sender}>", f"To: <{to}>", f"Subject: submitted {token}",
@@ -91,17 +78,6 @@ def raw_authenticated(srv, user: str = ALICE, password: str = PASSWORD) -> RawSm
     raw = raw_tls(srv)
     assert_reply(raw.cmd(f"AUTH PLAIN {plain(user, password)}"), 235, "2.7.0")
     return raw
-
-
-def mailbox_messages(srv, user: str, mailbox: str) -> list[bytes]:
-    """Every message of a mailbox, read over IMAP (imaps)."""
-    client = login(srv, user)
-    try:
-        check(client.select(f'"{mailbox}"', readonly=True))
-        data = check(client.uid("FETCH", "1:*", "(BODY.PEEK[])"))
-        return [part[1] for part in data if isinstance(part, tuple)]
-    finally:
-        client.logout()
 
 
 def with_token(messages: list[bytes], token: str) -> list[bytes]:
@@ -235,10 +211,7 @@ def test_spoofed_from_header_is_refused_with_550_and_nothing_is_delivered(sub):
 
 def test_an_alias_of_the_account_may_be_the_sender(sub):
     alias = f"sales@{DOMAIN}"
-    # No CLI for aliases yet: write the row the way MetadataStore::add_alias does.
-    with sqlite3.connect(sub.data / "postkeep.db") as db:
-        (alice_id,) = db.execute("SELECT id FROM accounts WHERE address = ?", (ALICE,)).fetchone()
-        db.execute("INSERT INTO aliases (address, account_id) VALUES (?, ?)", (alias, alice_id))
+    sub.cli("alias", "add", alias, ALICE)  # while serve runs
     token = secrets.token_hex(6)
     raw = raw_authenticated(sub)
     assert_reply(raw.transaction([BOB], message(token, sender=alias), mail_from=alias), 250,

@@ -1,7 +1,9 @@
 """A real authoritative DNS server (NSD, Debian package `nsd`) on a loopback port, serving
 generated zones for mail domains: MX, SPF, DKIM keys and DMARC policies.
 
-Used by tests/acceptance/test_inbound_auth.py; also runnable by hand to poke at the zones:
+Used by tests/acceptance/test_inbound_auth.py (zones built from `MailDomain`s) and
+tests/acceptance/test_outbound.py (`Zone`s holding what `postkeep domain dns` prints); also
+runnable by hand to poke at the zones:
 
     python3 tests/dns/authdns.py /tmp/dns 5353     # then: dig @127.0.0.1 -p 5353 a.test TXT
 
@@ -68,11 +70,6 @@ class MailDomain:
     def zone(self) -> str:
         origin = f"{self.name}."
         records = [
-            f"$ORIGIN {origin}",
-            "$TTL 300",
-            f"@ IN SOA ns.{origin} hostmaster.{origin} 1 3600 600 86400 60",
-            f"@ IN NS ns.{origin}",
-            "ns IN A 127.0.0.1",
             f"@ IN MX 10 mail.{origin}",
             "mail IN A 127.0.0.1",
             f"@ IN TXT {txt(self.spf)}",
@@ -81,7 +78,32 @@ class MailDomain:
         for key in self.dkim:
             records.append(
                 f"{key.selector}._domainkey IN TXT {txt('v=DKIM1; k=rsa; p=' + key.public_b64)}")
-        return "\n".join(records) + "\n"
+        return zone_text(self.name, "\n".join(records))
+
+
+@dataclass
+class Zone:
+    """A zone given as zone-file lines (names absolute, or relative to `name`), e.g. what
+    `postkeep domain dns` prints; SOA and NS are added."""
+
+    name: str
+    records: str
+
+    def zone(self) -> str:
+        return zone_text(self.name, self.records)
+
+
+def zone_text(name: str, records: str) -> str:
+    """The zone file of `name`: its SOA and NS records (ns.NAME at 127.0.0.1), then `records`."""
+    origin = f"{name}."
+    return "\n".join([
+        f"$ORIGIN {origin}",
+        "$TTL 300",
+        f"@ IN SOA ns.{origin} hostmaster.{origin} 1 3600 600 86400 60",
+        f"@ IN NS ns.{origin}",
+        "ns IN A 127.0.0.1",
+        records,
+    ]) + "\n"
 
 
 def txt(value: str) -> str:
@@ -115,7 +137,7 @@ def free_port() -> int:
 class AuthoritativeDns:
     """NSD serving `domains` (and their parent zone) on 127.0.0.1:`port` (UDP and TCP)."""
 
-    def __init__(self, workdir: Path, domains: list[MailDomain], parent: str = "test"):
+    def __init__(self, workdir: Path, domains: list[MailDomain | Zone], parent: str = "test"):
         self.dir = workdir
         self.domains = domains
         self.parent = parent
@@ -129,7 +151,7 @@ class AuthoritativeDns:
 
     def write_config(self) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True)
-        zones = {f"{self.parent}": parent_zone(self.parent)}
+        zones = {self.parent: zone_text(self.parent, "")}
         zones.update({d.name: d.zone() for d in self.domains})
         for name, text in zones.items():
             (self.dir / f"{name}.zone").write_text(text)
@@ -187,6 +209,17 @@ class AuthoritativeDns:
             time.sleep(0.1)
         raise RuntimeError(f"nsd did not answer on {self.address}: {self.log_tail()}")
 
+    def txt(self, name: str) -> bytes | None:
+        """The TXT record at `name`, its strings joined (None if there is none), as a DKIM
+        verifier asks for a key."""
+        # EDNS: a 2048-bit key's record does not fit in 512 octets.
+        query = dns.message.make_query(name, "TXT", use_edns=0)
+        answer = dns.query.udp(query, "127.0.0.1", port=self.port, timeout=5)
+        for rrset in answer.answer:
+            for rdata in rrset:
+                return b"".join(rdata.strings)
+        return None
+
     def log_tail(self) -> str:
         parts = []
         for name in ("nsd.log", "nsd.stderr"):
@@ -204,17 +237,6 @@ class AuthoritativeDns:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(20)
-
-
-def parent_zone(name: str) -> str:
-    origin = f"{name}."
-    return "\n".join([
-        f"$ORIGIN {origin}",
-        "$TTL 300",
-        f"@ IN SOA ns.{origin} hostmaster.{origin} 1 3600 600 86400 60",
-        f"@ IN NS ns.{origin}",
-        "ns IN A 127.0.0.1",
-    ]) + "\n"
 
 
 def main(argv: list[str]) -> int:

@@ -2,6 +2,7 @@
 //! dispatches; each command lives in its own module.
 #![forbid(unsafe_code)]
 
+mod aliases;
 mod datadir;
 mod dns;
 mod init;
@@ -61,6 +62,11 @@ enum Command {
     User {
         #[command(subcommand)]
         action: UserAction,
+    },
+    /// Manage aliases: extra addresses in our domains delivering to an account.
+    Alias {
+        #[command(subcommand)]
+        action: AliasAction,
     },
     /// Import a Maildir, an mbox, a single message or a folder of message files into an account's INBOX.
     Import {
@@ -211,6 +217,31 @@ enum UserAction {
 }
 
 #[derive(Subcommand)]
+enum AliasAction {
+    /// Deliver mail for ADDRESS to ACCOUNT (which may then also send as ADDRESS).
+    Add {
+        address: String,
+        account: String,
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Every alias as `alias -> account`, sorted.
+    List {
+        #[arg(long)]
+        data: PathBuf,
+        /// Only the aliases in this domain.
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Stop delivering mail for ADDRESS (the account and its mail stay).
+    Remove {
+        address: String,
+        #[arg(long)]
+        data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum AppPasswordAction {
     /// Create one and print it (it is shown only once).
     Add {
@@ -293,6 +324,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Domain { action } => users::domain(action).await,
         Command::User { action } => users::user(action).await,
+        Command::Alias { action } => aliases::alias(action).await,
         Command::Import {
             address,
             path,

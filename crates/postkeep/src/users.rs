@@ -52,7 +52,7 @@ fn read_secret_line(what: &str) -> anyhow::Result<Zeroizing<String>> {
     Ok(trimmed)
 }
 
-async fn account(store: &MailStore, address: &str) -> anyhow::Result<Account> {
+pub(crate) async fn account(store: &MailStore, address: &str) -> anyhow::Result<Account> {
     store
         .find_account(address)
         .await?

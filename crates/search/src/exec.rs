@@ -17,6 +17,10 @@ use crate::SearchError;
 /// How often a search waiting on its workers looks at the cancel flag.
 const CANCEL_POLL: Duration = Duration::from_millis(50);
 
+/// Messages one worker evaluates in turn; their small bodies come from one query, so that a
+/// search of the whole mailbox is not a database round trip per message.
+const CHUNK: usize = 32;
+
 /// One worker per core (docs/imap-plan.md §3).
 pub(crate) fn workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -61,32 +65,52 @@ pub(crate) async fn search(
     cancel: &AtomicBool,
 ) -> Result<Vec<usize>, SearchError> {
     let node = Arc::new(node);
-    // Messages in flight: twice the cores, so one message's reads (row, blob) overlap another's
+    // Chunks in flight: twice the cores, so one chunk's reads (rows, blobs) overlap another's
     // parsing; the CPU-bound work itself never exceeds one thread per core (`blocking`).
     let limit = 2 * workers();
     let nothing = Facts::default();
     let mut matched = Vec::new();
-    let mut running: JoinSet<Result<Option<usize>, SearchError>> = JoinSet::new();
+    let mut running: JoinSet<Result<Vec<usize>, SearchError>> = JoinSet::new();
+    let mut chunk = Vec::with_capacity(CHUNK);
     for (index, item) in items.iter().enumerate() {
         check(cancel)?;
         match node.eval(item, &nothing) {
             Tri::Yes => matched.push(index),
             Tri::No => {}
-            Tri::Needs(_) => {
-                if running.len() >= limit {
-                    matched.extend(next_done(&mut running, cancel).await?);
-                }
-                let (store, item, node) = (Arc::clone(store), item.clone(), Arc::clone(&node));
-                running.spawn(
-                    async move { Ok(evaluate(&store, &item, &node).await?.then_some(index)) },
-                );
+            Tri::Needs(_) => chunk.push((index, item.clone())),
+        }
+        if chunk.len() == CHUNK || (index + 1 == items.len() && !chunk.is_empty()) {
+            if running.len() >= limit {
+                matched.extend(next_done(&mut running, cancel).await?);
             }
+            let (store, node) = (Arc::clone(store), Arc::clone(&node));
+            let chunk = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+            running.spawn(async move { evaluate_chunk(&store, chunk, &node).await });
         }
     }
     while !running.is_empty() {
         matched.extend(next_done(&mut running, cancel).await?);
     }
     matched.sort_unstable();
+    Ok(matched)
+}
+
+/// Evaluates a chunk of `(index, message)` and returns the indexes that match.
+async fn evaluate_chunk(
+    store: &Arc<MailStore>,
+    mut chunk: Vec<(usize, EntryRecord)>,
+    node: &Node,
+) -> Result<Vec<usize>, SearchError> {
+    if node.reads_message() {
+        let mut records: Vec<_> = chunk.iter_mut().map(|(_, item)| &mut item.record).collect();
+        store.attach_inline_blobs(&mut records).await?;
+    }
+    let mut matched = Vec::new();
+    for (index, item) in &chunk {
+        if evaluate(store, item, node).await? {
+            matched.push(*index);
+        }
+    }
     Ok(matched)
 }
 

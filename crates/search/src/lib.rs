@@ -43,7 +43,7 @@ pub enum SearchError {
 }
 
 /// Indices (into `items`, ascending) of the messages matching `query`. `items` are a mailbox's
-/// entries in sequence order as returned by `MailStore::entry_records(.., with_summary = true)`.
+/// entries in sequence order as returned by `MailStore::entry_records(.., RecordParts::SUMMARY)`.
 ///
 /// `cancel` is checked between messages (and every 50 ms while waiting for workers); once set,
 /// the search stops with [`SearchError::Cancelled`]. A message whose data has disappeared

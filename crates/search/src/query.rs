@@ -186,6 +186,21 @@ impl Node {
         }
     }
 
+    /// True when a key reads the message itself (header block or content), not only the row
+    /// and the summary.
+    pub(crate) fn reads_message(&self) -> bool {
+        match self {
+            Node::And(all) | Node::Or(all) => all.iter().any(Node::reads_message),
+            Node::Not(inner) => inner.reads_message(),
+            Node::Header(..) | Node::Body(_) | Node::Text(_) => true,
+            Node::Const(_)
+            | Node::Row(_)
+            | Node::Address(..)
+            | Node::Subject(_)
+            | Node::Sent(_) => false,
+        }
+    }
+
     /// Evaluates against the row and whatever stages `facts` holds. `And` and `Or` stop at the
     /// first child that decides them; otherwise the cheapest stage any undecided child needs is
     /// asked for.

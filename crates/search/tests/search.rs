@@ -9,7 +9,7 @@ use postkeep_search::{
     search, sort, thread, DateCmp, Query, SearchError, SortCriterion, SortKey, ThreadAlgorithm,
     ThreadNode,
 };
-use postkeep_store::{EntryRecord, Flag, FlagChange, FlagOp};
+use postkeep_store::{EntryRecord, Flag, FlagChange, FlagOp, RecordParts};
 
 use common::Mailbox;
 
@@ -527,7 +527,7 @@ async fn database_keys_decide_before_any_summary_is_opened() {
     let bare = fx
         .mailbox
         .store
-        .entry_records(fx.mailbox.mailbox_id, &all, false)
+        .entry_records(fx.mailbox.mailbox_id, &all, RecordParts::METADATA)
         .await
         .unwrap();
     let cancel = AtomicBool::new(false);

@@ -16,7 +16,7 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn add_domain(&self, name: &str) -> Result<Domain, StoreError>;
     async fn list_domains(&self) -> Result<Vec<Domain>, StoreError>;
     async fn find_domain(&self, name: &str) -> Result<Option<Domain>, StoreError>;
-    /// Refuses (StoreError::Conflict) while accounts of the domain exist.
+    /// Refuses (StoreError::Conflict) while accounts or aliases of the domain exist.
     async fn remove_domain(&self, name: &str) -> Result<(), StoreError>;
 
     // Accounts: creating one also creates its special-use mailboxes, in one transaction.
@@ -35,8 +35,14 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// must now be deleted.
     async fn remove_account(&self, id: AccountId) -> Result<Vec<String>, StoreError>;
 
-    // Aliases: extra addresses delivering to an account.
+    // Aliases: extra addresses delivering to an account. Addresses arrive normalised
+    // (`crate::normalize_address`); matching is exact.
+    /// `Conflict` if the address is an account's or already an alias.
     async fn add_alias(&self, address: &str, account_id: AccountId) -> Result<(), StoreError>;
+    /// Every alias (or those whose address is in `domain`), sorted by address.
+    async fn list_aliases(&self, domain: Option<&str>) -> Result<Vec<Alias>, StoreError>;
+    /// `NotFound` if no alias has this address (an account's address is not an alias).
+    async fn remove_alias(&self, address: &str) -> Result<(), StoreError>;
     async fn resolve_address(&self, address: &str) -> Result<Option<AccountId>, StoreError>;
 
     // App passwords
@@ -182,7 +188,7 @@ pub trait MetadataStore: Send + Sync + 'static {
         &self,
         mailbox_id: MailboxId,
         uids: &[RangeInclusive<u32>],
-        with_summary: bool,
+        parts: RecordParts,
     ) -> Result<Vec<EntryRecord>, StoreError>;
     /// STORE: one new MODSEQ for the command, given only to entries that change; the
     /// UNCHANGEDSINCE test (RFC 7162 §3.1.3) runs in the same transaction.
@@ -223,6 +229,8 @@ pub trait MetadataStore: Send + Sync + 'static {
         account_id: AccountId,
         hashes: &[Vec<u8>],
     ) -> Result<Option<String>, StoreError>;
+    /// What opening a mailbox needs (IMAP SELECT), without loading every entry.
+    async fn mailbox_snapshot(&self, mailbox_id: MailboxId) -> Result<MailboxSnapshot, StoreError>;
     /// Entries of a mailbox in UID order.
     async fn list_entries(&self, mailbox_id: MailboxId) -> Result<Vec<MessageEntry>, StoreError>;
     async fn message(&self, id: &str) -> Result<Option<MessageRecord>, StoreError>;
@@ -231,8 +239,12 @@ pub trait MetadataStore: Send + Sync + 'static {
         &self,
         account_id: AccountId,
     ) -> Result<Vec<MessageRecord>, StoreError>;
-    /// The sealed blob stored in a message row (see `MessageRecord::inline`).
-    async fn inline_blob(&self, message_id: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The sealed blobs of inline messages (see `MessageRecord::inline`), by message id, in one
+    /// query; ids without one are left out.
+    async fn inline_blobs(
+        &self,
+        message_ids: &[&str],
+    ) -> Result<Vec<(MessageId, Vec<u8>)>, StoreError>;
     /// Ids of every blob kept in the blob store (inline ones excluded), for orphan sweeps.
     async fn all_blob_ids(&self) -> Result<Vec<String>, StoreError>;
 }

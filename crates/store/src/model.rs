@@ -27,6 +27,16 @@ pub struct Account {
     pub password_hash: Option<String>,
 }
 
+/// An extra address delivering to an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alias {
+    /// Full address, lowercase: `local@domain`, in one of our domains.
+    pub address: String,
+    pub account_id: AccountId,
+    /// The address of the account it delivers to.
+    pub account: String,
+}
+
 /// RFC 6154 special-use roles, created for every new account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MailboxRole {
@@ -188,6 +198,44 @@ pub struct MessageRecord {
     pub thread_id: String,
     /// The sealed [`postkeep_message::MessageSummary`] (envelope, bodystructure, ...).
     pub sealed_summary: Vec<u8>,
+    /// The sealed blob of an `inline` message when it came with the record: loaded by
+    /// [`RecordParts::inline_blob`], or about to be appended. `None`: read on demand.
+    pub inline_blob: Option<std::sync::Arc<[u8]>>,
+}
+
+/// A mailbox's entries as SELECT sees them (RFC 9051 §6.3.2), read in one snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailboxSnapshot {
+    /// Every UID, ascending: the message sequence numbers are their positions plus one.
+    pub uids: Vec<u32>,
+    /// The lowest UID without `\Seen` (IMAP4rev1's `UNSEEN` response code).
+    pub first_unseen: Option<u32>,
+    /// Every keyword set on some entry.
+    pub keywords: std::collections::BTreeSet<String>,
+}
+
+/// What [`crate::MetadataStore::entry_records`] loads besides entry and message metadata:
+/// the larger columns, only for the commands that read them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordParts {
+    /// [`MessageRecord::sealed_summary`] (left empty otherwise).
+    pub summary: bool,
+    /// [`MessageRecord::inline_blob`] of inline messages, so that reading many small bodies
+    /// costs one query instead of one per message.
+    pub inline_blob: bool,
+}
+
+impl RecordParts {
+    /// Entry and message metadata only.
+    pub const METADATA: Self = Self {
+        summary: false,
+        inline_blob: false,
+    };
+    /// With the sealed summary.
+    pub const SUMMARY: Self = Self {
+        summary: true,
+        inline_blob: false,
+    };
 }
 
 /// What a backend needs to append one message to one mailbox. UID and MODSEQ are assigned by
@@ -198,8 +246,6 @@ pub struct NewMessage {
     pub mailbox_id: MailboxId,
     pub flags: u32,
     pub keywords: Vec<String>,
-    /// The sealed blob when it is small enough to live in the row (`record.inline`).
-    pub inline_blob: Option<Vec<u8>>,
     /// Keyed hash of the Message-ID header (a blind index): lets replies find their thread
     /// without the header being stored in clear.
     pub message_id_hash: Option<Vec<u8>>,

@@ -25,7 +25,7 @@ use crate::model::*;
 use crate::outbound::QueueEntry;
 use crate::StoreError;
 
-const SCHEMA_VERSION: &str = "1";
+const SCHEMA_VERSION: &str = "2";
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS settings (
@@ -92,8 +92,8 @@ CREATE TABLE IF NOT EXISTS messages (
     id TEXT PRIMARY KEY,
     account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
     blob_id TEXT NOT NULL,
-    -- The sealed blob itself when small (NULL: it is in the blob store under blob_id).
-    inline_blob BLOB,
+    -- 1: the sealed blob is small and kept in inline_blobs; 0: it is in the blob store.
+    inline INTEGER NOT NULL DEFAULT 0,
     key_id TEXT NOT NULL,
     internal_date INTEGER NOT NULL,
     size INTEGER NOT NULL,
@@ -104,6 +104,12 @@ CREATE TABLE IF NOT EXISTS messages (
     msgid_hash BLOB
 );
 CREATE INDEX IF NOT EXISTS messages_by_account ON messages (account_id);
+-- Small sealed blobs, apart from `messages`: with a body in the row, reading any column after
+-- it (the summary of FETCH ENVELOPE, the sizes of SELECT) walked the body's overflow pages.
+CREATE TABLE IF NOT EXISTS inline_blobs (
+    message_id TEXT PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+    sealed BLOB NOT NULL
+);
 CREATE INDEX IF NOT EXISTS messages_by_msgid ON messages (account_id, msgid_hash);
 CREATE TABLE IF NOT EXISTS mailbox_entries (
     mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
@@ -205,6 +211,7 @@ impl SqliteMeta {
         match meta.get_setting("schema_version").await? {
             None => meta.set_setting("schema_version", SCHEMA_VERSION).await?,
             Some(v) if v == SCHEMA_VERSION => {}
+            Some(v) if v == "1" => meta.migrate_from_1().await?,
             Some(v) => {
                 return Err(StoreError::Invalid(format!(
                     "database schema version {v} is not supported by this postkeep \
@@ -234,6 +241,31 @@ impl SqliteMeta {
                 Err(e.into())
             }
         }
+    }
+
+    /// Schema 1 kept small sealed blobs in a `messages.inline_blob` column; schema 2 moves
+    /// them to `inline_blobs` (created by SCHEMA). One transaction, re-checked inside it, so
+    /// a second process opening the same old database at once waits and then does nothing.
+    async fn migrate_from_1(&self) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let version: Option<String> =
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = 'schema_version'")
+                .fetch_optional(&mut *tx)
+                .await?;
+        if version.as_deref() == Some("1") {
+            sqlx::raw_sql(
+                "ALTER TABLE messages ADD COLUMN inline INTEGER NOT NULL DEFAULT 0; \
+                 INSERT INTO inline_blobs (message_id, sealed) \
+                   SELECT id, inline_blob FROM messages WHERE inline_blob IS NOT NULL; \
+                 UPDATE messages SET inline = 1 WHERE inline_blob IS NOT NULL; \
+                 ALTER TABLE messages DROP COLUMN inline_blob; \
+                 UPDATE settings SET value = '2' WHERE name = 'schema_version';",
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
@@ -308,6 +340,7 @@ fn record_from(row: &SqliteRow) -> Result<MessageRecord, StoreError> {
         wire_size: to_u64(row.try_get("wire_size")?, "wire_size")?,
         thread_id: row.try_get("thread_id")?,
         sealed_summary: row.try_get("summary")?,
+        inline_blob: None,
     })
 }
 
@@ -331,9 +364,13 @@ fn now() -> i64 {
 const MAILBOX_COLUMNS: &str =
     "id, account_id, name, role, uid_validity, uid_next, highest_modseq, object_id";
 
+/// Whether `aliases.address` is in the domain bound as `?1`: it ends in `@` and the domain
+/// (domains hold no `@`, so that `@` is the one separating the domain).
+const ALIAS_IN_DOMAIN: &str = "substr(aliases.address, -length(?1) - 1) = '@' || ?1";
+
 const MESSAGE_COLUMNS: &str =
-    "id, account_id, blob_id, inline_blob IS NOT NULL AS inline, key_id, internal_date, size, \
-     wire_size, thread_id, summary";
+    "id, account_id, blob_id, inline, key_id, internal_date, size, wire_size, thread_id, \
+     summary";
 
 #[async_trait]
 impl MetadataStore for SqliteMeta {
@@ -373,9 +410,18 @@ impl MetadataStore for SqliteMeta {
         .bind(name)
         .fetch_one(&mut *tx)
         .await?;
-        if users > 0 {
+        // An alias outliving its domain would still resolve, so mail for a domain that is no
+        // longer ours would be accepted.
+        let aliases: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM aliases WHERE {ALIAS_IN_DOMAIN}"
+        )))
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await?;
+        if users > 0 || aliases > 0 {
             return Err(StoreError::Conflict(format!(
-                "domain {name} still has {users} account(s); remove them first"
+                "domain {name} still has {users} account(s) and {aliases} alias(es); \
+                 remove them first"
             )));
         }
         let done = sqlx::query("DELETE FROM domains WHERE name = ?")
@@ -471,12 +517,11 @@ impl MetadataStore for SqliteMeta {
 
     async fn remove_account(&self, id: AccountId) -> Result<Vec<String>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let blobs: Vec<String> = sqlx::query_scalar(
-            "SELECT blob_id FROM messages WHERE account_id = ? AND inline_blob IS NULL",
-        )
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await?;
+        let blobs: Vec<String> =
+            sqlx::query_scalar("SELECT blob_id FROM messages WHERE account_id = ? AND NOT inline")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
         // Cascades remove mailboxes, entries, aliases and app passwords.
         let done = sqlx::query("DELETE FROM accounts WHERE id = ?")
             .bind(id)
@@ -497,7 +542,9 @@ impl MetadataStore for SqliteMeta {
             .await?
             .is_some()
         {
-            return Err(StoreError::Conflict(format!("{address} is an account")));
+            return Err(StoreError::Conflict(format!(
+                "{address} is an account, so it cannot be an alias"
+            )));
         }
         sqlx::query("INSERT INTO aliases (address, account_id) VALUES (?, ?)")
             .bind(address)
@@ -506,6 +553,37 @@ impl MetadataStore for SqliteMeta {
             .await
             .map_err(|e| StoreError::conflict_or(e, format!("alias {address} already exists")))?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_aliases(&self, domain: Option<&str>) -> Result<Vec<Alias>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT aliases.address, aliases.account_id, accounts.address AS account \
+             FROM aliases JOIN accounts ON accounts.id = aliases.account_id \
+             WHERE ?1 IS NULL OR {ALIAS_IN_DOMAIN} ORDER BY aliases.address"
+        )))
+        .bind(domain)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(Alias {
+                address: row.try_get("address")?,
+                account_id: row.try_get("account_id")?,
+                account: row.try_get("account")?,
+            })
+        })
+        .collect()
+    }
+
+    async fn remove_alias(&self, address: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM aliases WHERE address = ?")
+            .bind(address)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("alias {address}")));
+        }
         Ok(())
     }
 
@@ -776,9 +854,9 @@ impl MetadataStore for SqliteMeta {
         &self,
         mailbox_id: MailboxId,
         uids: &[RangeInclusive<u32>],
-        with_summary: bool,
+        parts: RecordParts,
     ) -> Result<Vec<EntryRecord>, StoreError> {
-        entries::records(self, mailbox_id, uids, with_summary).await
+        entries::records(self, mailbox_id, uids, parts).await
     }
 
     async fn update_flags(&self, change: &FlagChange<'_>) -> Result<FlagOutcome, StoreError> {
@@ -863,6 +941,10 @@ impl MetadataStore for SqliteMeta {
         Ok(None)
     }
 
+    async fn mailbox_snapshot(&self, mailbox_id: MailboxId) -> Result<MailboxSnapshot, StoreError> {
+        entries::snapshot(self, mailbox_id).await
+    }
+
     async fn list_entries(&self, mailbox_id: MailboxId) -> Result<Vec<MessageEntry>, StoreError> {
         sqlx::query(
             "SELECT mailbox_id, uid, message_id, modseq, flags, keywords, save_date \
@@ -904,19 +986,16 @@ impl MetadataStore for SqliteMeta {
         .collect()
     }
 
-    async fn inline_blob(&self, message_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT inline_blob FROM messages WHERE id = ?")
-                .bind(message_id)
-                .fetch_optional(&self.pool)
-                .await?
-                .flatten(),
-        )
+    async fn inline_blobs(
+        &self,
+        message_ids: &[&str],
+    ) -> Result<Vec<(MessageId, Vec<u8>)>, StoreError> {
+        entries::inline_blobs(self, message_ids).await
     }
 
     async fn all_blob_ids(&self) -> Result<Vec<String>, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT blob_id FROM messages WHERE inline_blob IS NULL")
+            sqlx::query_scalar("SELECT blob_id FROM messages WHERE NOT inline")
                 .fetch_all(&self.pool)
                 .await?,
         )
@@ -1000,13 +1079,13 @@ async fn append_one(
 ) -> Result<Appended, StoreError> {
     let record = &new.record;
     sqlx::query(
-        "INSERT INTO messages (id, account_id, blob_id, inline_blob, key_id, internal_date, size, \
+        "INSERT INTO messages (id, account_id, blob_id, inline, key_id, internal_date, size, \
          wire_size, thread_id, summary, msgid_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&record.id)
     .bind(record.account_id)
     .bind(&record.blob_id)
-    .bind(&new.inline_blob)
+    .bind(record.inline)
     .bind(&record.key_id)
     .bind(record.internal_date)
     .bind(to_i64(record.size, "size")?)
@@ -1016,6 +1095,13 @@ async fn append_one(
     .bind(&new.message_id_hash)
     .execute(&mut **tx)
     .await?;
+    if let Some(sealed) = &record.inline_blob {
+        sqlx::query("INSERT INTO inline_blobs (message_id, sealed) VALUES (?, ?)")
+            .bind(&record.id)
+            .bind(&sealed[..])
+            .execute(&mut **tx)
+            .await?;
+    }
     // RFC 9051 §2.3.1.1: UIDs strictly ascend; RFC 7162 §3.1: every change gets a new MODSEQ.
     let row = sqlx::query(
         "UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1 \

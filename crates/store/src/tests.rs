@@ -323,6 +323,140 @@ async fn recipients_resolve_case_insensitively_and_foreign_domains_are_not_ours(
     );
 }
 
+fn alias_addresses(aliases: &[Alias]) -> Vec<&str> {
+    aliases.iter().map(|a| a.address.as_str()).collect()
+}
+
+#[tokio::test]
+async fn aliases_are_listed_sorted_with_their_account_and_filtered_by_exact_domain() {
+    let fx = Fixture::new();
+    let (store, alice) = store_with_account(&fx).await;
+    for domain in ["other.org", "myexample.org"] {
+        store.add_domain(domain).await.unwrap();
+    }
+    let bob = store.create_account("bob@other.org", None).await.unwrap();
+    for (address, account) in [
+        ("sales@other.org", &bob),
+        ("postmaster@example.org", &alice),
+        ("info@myexample.org", &alice),
+        ("abuse@example.org", &bob),
+    ] {
+        store.meta().add_alias(address, account.id).await.unwrap();
+    }
+    let all = store.meta().list_aliases(None).await.unwrap();
+    assert_eq!(
+        alias_addresses(&all),
+        [
+            "abuse@example.org",
+            "info@myexample.org",
+            "postmaster@example.org",
+            "sales@other.org"
+        ]
+    );
+    assert_eq!(
+        all[0],
+        Alias {
+            address: "abuse@example.org".into(),
+            account_id: bob.id,
+            account: "bob@other.org".into(),
+        }
+    );
+    // A domain matches whole: example.org is not the tail of myexample.org's aliases.
+    let ours = store
+        .meta()
+        .list_aliases(Some("example.org"))
+        .await
+        .unwrap();
+    assert_eq!(
+        alias_addresses(&ours),
+        ["abuse@example.org", "postmaster@example.org"]
+    );
+    let other = store.meta().list_aliases(Some("other.org")).await.unwrap();
+    assert_eq!(alias_addresses(&other), ["sales@other.org"]);
+}
+
+#[tokio::test]
+async fn alias_cannot_shadow_an_account_or_another_alias() {
+    let fx = Fixture::new();
+    let (store, alice) = store_with_account(&fx).await;
+    let bob = store.create_account("bob@example.org", None).await.unwrap();
+    assert!(matches!(
+        store.meta().add_alias("bob@example.org", alice.id).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .meta()
+        .add_alias("sales@example.org", alice.id)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.meta().add_alias("sales@example.org", bob.id).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.create_account("sales@example.org", None).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.resolve_recipient("sales@example.org").await.unwrap(),
+        Recipient::Local(alice.id)
+    );
+}
+
+#[tokio::test]
+async fn removed_alias_no_longer_resolves_and_unknown_ones_are_not_found() {
+    let fx = Fixture::new();
+    let (store, alice) = store_with_account(&fx).await;
+    let meta = store.meta();
+    meta.add_alias("postmaster@example.org", alice.id)
+        .await
+        .unwrap();
+    meta.remove_alias("postmaster@example.org").await.unwrap();
+    assert_eq!(
+        store
+            .resolve_recipient("postmaster@example.org")
+            .await
+            .unwrap(),
+        Recipient::UnknownUser
+    );
+    assert!(meta.list_aliases(None).await.unwrap().is_empty());
+    assert!(matches!(
+        meta.remove_alias("postmaster@example.org").await,
+        Err(StoreError::NotFound(_))
+    ));
+    // An account's address is not an alias: removing it as one leaves the account alone.
+    assert!(matches!(
+        meta.remove_alias("alice@example.org").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        store.resolve_recipient("alice@example.org").await.unwrap(),
+        Recipient::Local(alice.id)
+    );
+}
+
+#[tokio::test]
+async fn domain_with_aliases_cannot_be_removed() {
+    let fx = Fixture::new();
+    let (store, alice) = store_with_account(&fx).await;
+    store.add_domain("other.org").await.unwrap();
+    store
+        .meta()
+        .add_alias("sales@other.org", alice.id)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.meta().remove_domain("other.org").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.resolve_recipient("sales@other.org").await.unwrap(),
+        Recipient::Local(alice.id)
+    );
+    store.meta().remove_alias("sales@other.org").await.unwrap();
+    store.meta().remove_domain("other.org").await.unwrap();
+}
+
 #[tokio::test]
 async fn domain_with_accounts_cannot_be_removed_and_account_removal_deletes_blobs() {
     let fx = Fixture::new();
@@ -391,7 +525,7 @@ async fn orphan_blobs_are_swept_and_referenced_ones_kept() {
 }
 
 #[tokio::test]
-async fn small_messages_live_in_the_row_and_large_ones_in_the_blob_store() {
+async fn small_messages_live_in_the_database_and_large_ones_in_the_blob_store() {
     let fx = Fixture::new();
     let (store, account) = store_with_account(&fx).await;
     let small = message("small", "", "tiny");
@@ -416,4 +550,136 @@ async fn small_messages_live_in_the_row_and_large_ones_in_the_blob_store() {
         store.message_bytes(&forged).await,
         Err(StoreError::Sealed(_))
     ));
+}
+
+#[tokio::test]
+async fn schema_1_database_with_inline_blobs_in_messages_is_migrated_and_reads_back() {
+    use sqlx::ConnectOptions;
+    let fx = Fixture::new();
+    let (store, account) = store_with_account(&fx).await;
+    let small = message("small", "", "tiny");
+    let large = message("large", "", &large_body());
+    for raw in [small.clone(), large.clone()] {
+        store
+            .append(account.id, MailboxRole::Inbox, raw, 0, &[])
+            .await
+            .unwrap();
+    }
+    drop(store);
+    // Turn the database back into schema 1's layout: the small blob in messages.inline_blob.
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(fx.dir.path().join("postkeep.db"))
+        .connect()
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "ALTER TABLE messages ADD COLUMN inline_blob BLOB; \
+         UPDATE messages SET inline_blob = \
+           (SELECT sealed FROM inline_blobs WHERE message_id = messages.id); \
+         DELETE FROM inline_blobs; \
+         ALTER TABLE messages DROP COLUMN inline; \
+         UPDATE settings SET value = '1' WHERE name = 'schema_version';",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    drop(conn);
+
+    let store = fx.open(KeyScope::Account).await;
+    let records = store.account_messages(account.id).await.unwrap();
+    assert!(records[0].inline && !records[1].inline);
+    assert_eq!(store.message_bytes(&records[0]).await.unwrap(), small);
+    assert_eq!(store.message_bytes(&records[1]).await.unwrap(), large);
+    assert_eq!(
+        store.meta().get_setting("schema_version").await.unwrap(),
+        Some("2".to_string())
+    );
+}
+
+#[tokio::test]
+async fn entry_records_with_inline_blobs_read_small_bodies_without_another_query() {
+    use sqlx::ConnectOptions;
+    let fx = Fixture::new();
+    let (store, account) = store_with_account(&fx).await;
+    let small = message("small", "", "tiny");
+    let large = message("large", "", &large_body());
+    for raw in [small.clone(), large.clone()] {
+        store
+            .append(account.id, MailboxRole::Inbox, raw, 0, &[])
+            .await
+            .unwrap();
+    }
+    let inbox = store
+        .role_mailbox(account.id, MailboxRole::Inbox)
+        .await
+        .unwrap();
+    let parts = RecordParts {
+        inline_blob: true,
+        ..RecordParts::METADATA
+    };
+    let loaded = store
+        .entry_records(inbox.id, &[1..=2], parts)
+        .await
+        .unwrap();
+    let bare = store
+        .entry_records(inbox.id, &[1..=1], RecordParts::METADATA)
+        .await
+        .unwrap();
+    assert!(loaded[0].record.inline_blob.is_some() && loaded[1].record.inline_blob.is_none());
+    assert!(bare[0].record.inline && bare[0].record.inline_blob.is_none());
+    assert_eq!(store.message_bytes(&loaded[1].record).await.unwrap(), large);
+
+    // With its row gone, only the record that carries the sealed blob can still be read.
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(fx.dir.path().join("postkeep.db"))
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM inline_blobs")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(store.message_bytes(&loaded[0].record).await.unwrap(), small);
+    assert!(matches!(
+        store.message_bytes(&bare[0].record).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn attach_inline_blobs_fills_small_records_and_skips_large_or_missing_ones() {
+    use sqlx::ConnectOptions;
+    let fx = Fixture::new();
+    let (store, account) = store_with_account(&fx).await;
+    let bodies = [
+        message("a", "", "one"),
+        message("b", "", &large_body()),
+        message("c", "", "three"),
+    ];
+    for raw in &bodies {
+        store
+            .append(account.id, MailboxRole::Inbox, raw.clone(), 0, &[])
+            .await
+            .unwrap();
+    }
+    let mut records = store.account_messages(account.id).await.unwrap();
+    let gone = records[2].id.clone();
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(fx.dir.path().join("postkeep.db"))
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM inline_blobs WHERE message_id = ?")
+        .bind(&gone)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    store
+        .attach_inline_blobs(&mut records.iter_mut().collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert!(records[0].inline_blob.is_some());
+    assert!(records[1].inline_blob.is_none() && records[2].inline_blob.is_none());
+    assert_eq!(store.message_bytes(&records[0]).await.unwrap(), bodies[0]);
+    assert_eq!(store.message_bytes(&records[1]).await.unwrap(), bodies[1]);
 }

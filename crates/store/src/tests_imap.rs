@@ -287,7 +287,11 @@ async fn entry_records_return_each_entry_once_for_overlapping_ranges() {
     // RFC 9051 §9: `2:1` means `1:2`.
     let reversed = std::ops::RangeInclusive::new(2, 1);
     let rows = store
-        .entry_records(inbox.id, &[4..=u32::MAX, 1..=1, 2..=2, reversed], true)
+        .entry_records(
+            inbox.id,
+            &[4..=u32::MAX, 1..=1, 2..=2, reversed],
+            RecordParts::SUMMARY,
+        )
         .await
         .unwrap();
     let uids: Vec<u32> = rows.iter().map(|r| r.entry.uid).collect();
@@ -295,8 +299,10 @@ async fn entry_records_return_each_entry_once_for_overlapping_ranges() {
     assert!(rows.iter().all(|r| r.record.id == r.entry.message_id));
     let summary = store.summary(&rows[0].record).await.unwrap();
     assert_eq!(summary.subject.as_deref(), Some("m0"));
+    let envelope = store.envelope(&rows[0].record).await.unwrap();
+    assert_eq!(envelope, summary.envelope);
     let bare = store
-        .entry_records(inbox.id, &[1..=1], false)
+        .entry_records(inbox.id, &[1..=1], RecordParts::METADATA)
         .await
         .unwrap();
     assert!(bare[0].record.sealed_summary.is_empty());
@@ -758,4 +764,37 @@ async fn change_hub_prunes_senders_nobody_listens_to() {
     drop(watch);
     fill_inbox(&store, &account, &["a"]).await;
     assert_eq!(store.hub.watched(), 0);
+}
+
+#[tokio::test]
+async fn mailbox_snapshot_lists_uids_first_unseen_and_keywords_in_use() {
+    let fx = Fixture::new();
+    let (store, account) = store_with_account(&fx).await;
+    let inbox_id = inbox(&store, &account).await.id;
+    assert_eq!(
+        store.meta().mailbox_snapshot(inbox_id).await.unwrap(),
+        MailboxSnapshot::default()
+    );
+    let uids = fill_inbox(&store, &account, &["a", "b", "c", "d"]).await;
+    store
+        .update_flags(&store_op(inbox_id, &uids[..2], FlagOp::Add, &[Flag::Seen]))
+        .await
+        .unwrap();
+    let keywords = vec!["$Work".to_string(), "Urgent,Now".to_string()];
+    store
+        .update_flags(&FlagChange {
+            keywords: &keywords,
+            ..store_op(inbox_id, &uids[3..], FlagOp::Add, &[])
+        })
+        .await
+        .unwrap();
+    store
+        .expunge(inbox_id, Some(&uids[..1]), false)
+        .await
+        .unwrap();
+
+    let snapshot = store.meta().mailbox_snapshot(inbox_id).await.unwrap();
+    assert_eq!(snapshot.uids, uids[1..].to_vec());
+    assert_eq!(snapshot.first_unseen, Some(uids[2]));
+    assert_eq!(snapshot.keywords.into_iter().collect::<Vec<_>>(), keywords);
 }

@@ -276,14 +276,14 @@ impl<'a> Planner<'a> {
         mut transform: Transform,
     ) -> Result<Measured, FetchError> {
         let mut reader = open(self.store, self.record, &range).await?;
-        let cap = self.budget;
+        let (cap, input_len) = (self.budget, range.end - range.start);
         let measured = blocking(move || {
             let mut measured = Measured {
                 size: 0,
                 has_nul: false,
                 data: Some(Vec::new()),
             };
-            pump(&mut reader, &mut transform, |out| {
+            pump(&mut reader, &mut transform, input_len, |out| {
                 measured.add(out, cap);
                 true
             })?;
@@ -348,11 +348,11 @@ impl BodyData {
     where
         W: tokio::io::AsyncWrite + Unpin + Send,
     {
-        let stream = match self.content {
+        let mut stream = match self.content {
             Content::Memory(data) => return Ok(sink.push(&data).await?),
             Content::Stream(stream) => stream,
         };
-        let reader = match stream.reader {
+        let reader = match stream.reader.take() {
             Some(reader) => reader,
             // Part of the response may be out already: an I/O error says the connection
             // cannot go on.
@@ -361,18 +361,38 @@ impl BodyData {
                 .await
                 .map_err(io::Error::other)?,
         };
-        let (tx, mut rx) = mpsc::channel::<io::Result<Vec<u8>>>(STREAM_DEPTH);
-        let (len, skip, map_nul) = (self.len, stream.skip, stream.map_nul);
-        let producer = tokio::task::spawn_blocking(move || {
-            produce(reader, stream.transform, skip, len, map_nul, &tx)
-        });
+        let len = self.len;
         let mut sent = 0u64;
-        while let Some(chunk) = rx.recv().await {
-            let chunk = chunk?;
-            sent += chunk.len() as u64;
-            sink.push(&chunk).await?;
+        if record.inline {
+            // At most INLINE_MAX octets, already in memory: decoding them here costs less than
+            // handing them to a blocking thread and back.
+            let mut chunks = Vec::new();
+            produce(reader, stream, len, |chunk| {
+                chunks.push(chunk);
+                true
+            })?;
+            for chunk in chunks {
+                sent += chunk.len() as u64;
+                sink.push(&chunk).await?;
+            }
+        } else {
+            let (tx, mut rx) = mpsc::channel::<io::Result<Vec<u8>>>(STREAM_DEPTH);
+            let producer = tokio::task::spawn_blocking(move || {
+                let sent = produce(reader, stream, len, |chunk| {
+                    // A send fails only when the writer has gone: stop reading.
+                    tx.blocking_send(Ok(chunk)).is_ok()
+                });
+                if let Err(err) = sent {
+                    let _ = tx.blocking_send(Err(err));
+                }
+            });
+            while let Some(chunk) = rx.recv().await {
+                let chunk = chunk?;
+                sent += chunk.len() as u64;
+                sink.push(&chunk).await?;
+            }
+            producer.await.map_err(io::Error::other)?;
         }
-        producer.await.map_err(io::Error::other)?;
         if sent != len {
             // The literal's length is already on the wire: the connection cannot recover.
             return Err(FetchError::Io(io::Error::new(
@@ -452,15 +472,18 @@ async fn blocking<T: Send + 'static>(
     Ok(result?)
 }
 
-/// Reads `reader` to its end through `transform`, handing each piece of output to `each`, which
-/// returns false to stop early.
+/// Reads `reader` (`input_len` octets) to its end through `transform`, handing each piece of
+/// output to `each`, which returns false to stop early.
 fn pump(
     reader: &mut dyn Read,
     transform: &mut Transform,
+    input_len: u64,
     mut each: impl FnMut(&mut Vec<u8>) -> bool,
 ) -> io::Result<()> {
-    let mut buf = vec![0u8; CHUNK];
-    let mut out = Vec::with_capacity(CHUNK);
+    // Small messages are the common case: no 64 KiB buffers for them.
+    let chunk = usize::try_from(input_len).map_or(CHUNK, |len| len.clamp(1, CHUNK));
+    let mut buf = vec![0u8; chunk];
+    let mut out = Vec::with_capacity(chunk);
     loop {
         let n = match reader.read(&mut buf) {
             Ok(n) => n,
@@ -478,16 +501,17 @@ fn pump(
     }
 }
 
-/// The blocking half of a streamed literal: skips `skip` bytes of output, sends `len`.
+/// Reads a streamed literal (blocking reads): skips `skip` bytes of output and hands the next
+/// `left` to `send` chunk by chunk, stopping early when `send` returns false.
 fn produce(
     mut reader: Box<dyn Read + Send>,
-    mut transform: Transform,
-    mut skip: u64,
+    stream: Stream,
     mut left: u64,
-    map_nul: bool,
-    tx: &mpsc::Sender<io::Result<Vec<u8>>>,
-) {
-    let result = pump(&mut reader, &mut transform, |out| {
+    mut send: impl FnMut(Vec<u8>) -> bool,
+) -> io::Result<()> {
+    let (mut transform, mut skip, map_nul) = (stream.transform, stream.skip, stream.map_nul);
+    let input_len = stream.range.end - stream.range.start;
+    pump(&mut reader, &mut transform, input_len, |out| {
         let skipped = usize::try_from(skip).unwrap_or(usize::MAX).min(out.len());
         out.drain(..skipped);
         skip -= skipped as u64;
@@ -496,12 +520,8 @@ fn produce(
         if map_nul {
             replace_nul(out);
         }
-        // A send fails only when the writer has gone: stop reading.
-        (out.is_empty() || tx.blocking_send(Ok(std::mem::take(out))).is_ok()) && left > 0
-    });
-    if let Err(err) = result {
-        let _ = tx.blocking_send(Err(err));
-    }
+        (out.is_empty() || send(std::mem::take(out))) && left > 0
+    })
 }
 
 /// NUL cannot be sent in a literal: 0x80 takes its place, which keeps the size (what Dovecot

@@ -2,6 +2,7 @@
 
 use imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName};
 use postkeep_imap_proto::ext::FetchExt;
+use postkeep_store::RecordParts;
 
 /// What a FETCH command asked for: the standard items, macros expanded and duplicates dropped,
 /// plus the extension items imap-codec cannot parse (lifted out by the shim).
@@ -49,7 +50,11 @@ impl FetchRequest {
     /// True when an item reads the message summary: ENVELOPE, BODY, BODYSTRUCTURE, and every
     /// section other than the whole message (`BODY[]`, `RFC822`, `BINARY[]`, `BINARY.SIZE[]`).
     pub fn needs_summary(&self) -> bool {
-        self.items.iter().any(|item| match item {
+        self.items.iter().any(Self::reads_summary)
+    }
+
+    fn reads_summary(item: &MessageDataItemName<'_>) -> bool {
+        match item {
             MessageDataItemName::Body
             | MessageDataItemName::BodyStructure
             | MessageDataItemName::Envelope
@@ -59,7 +64,38 @@ impl FetchRequest {
             MessageDataItemName::Binary { section, .. }
             | MessageDataItemName::BinarySize { section } => !section.is_empty(),
             _ => false,
-        })
+        }
+    }
+
+    /// True when ENVELOPE is the one item that reads the summary: its other fields need not be
+    /// decoded.
+    pub fn needs_only_envelope(&self) -> bool {
+        self.has(&MessageDataItemName::Envelope)
+            && self
+                .items
+                .iter()
+                .filter(|item| **item != MessageDataItemName::Envelope)
+                .all(|item| !Self::reads_summary(item))
+    }
+
+    /// What the store loads with each message: the summary when [`Self::needs_summary`], and
+    /// small messages' sealed bodies when an item reads message content.
+    pub fn record_parts(&self) -> RecordParts {
+        let reads_content = self.items.iter().any(|item| {
+            matches!(
+                item,
+                MessageDataItemName::BodyExt { .. }
+                    | MessageDataItemName::Binary { .. }
+                    | MessageDataItemName::BinarySize { .. }
+                    | MessageDataItemName::Rfc822
+                    | MessageDataItemName::Rfc822Header
+                    | MessageDataItemName::Rfc822Text
+            )
+        });
+        RecordParts {
+            summary: self.needs_summary(),
+            inline_blob: reads_content,
+        }
     }
 
     /// True when fetching implicitly sets `\Seen` (RFC 9051 §6.4.5; RFC 3516 §4.2 for BINARY).

@@ -9,7 +9,10 @@ use imap_types::command::SelectParameter;
 use imap_types::mailbox::{ListMailbox, Mailbox as WireMailbox};
 use imap_types::status::StatusDataItemName;
 use postkeep_imap_proto::ext::{ListExt, StatusExt};
-use postkeep_store::{Flag, FlagChange, Mailbox, MailboxRole, StoreError, HIERARCHY_SEPARATOR};
+use postkeep_store::{
+    Flag, FlagChange, Mailbox, MailboxRole, MailboxSnapshot, RecordParts, StoreError,
+    HIERARCHY_SEPARATOR,
+};
 use tracing::warn;
 
 use super::sync::{report_expunges, write_flags_fetch};
@@ -85,12 +88,12 @@ impl Session {
         if let Ok(Some(fresh)) = self.store().meta().mailbox_by_id(mailbox.id).await {
             mailbox = fresh;
         }
-        let entries = match self.store().meta().list_entries(mailbox.id).await {
-            Ok(entries) => entries,
+        let snapshot = match self.store().meta().mailbox_snapshot(mailbox.id).await {
+            Ok(snapshot) => snapshot,
             Err(err) => return store_failure(&err),
         };
-        let view = View::new(entries.iter().map(|e| e.uid).collect());
-        self.write_select_data(&mailbox, &entries, read_only);
+        self.write_select_data(&mailbox, &snapshot, read_only);
+        let view = View::new(snapshot.uids);
         let mut selected = Selected {
             known_modseq: mailbox.highest_modseq,
             mailbox,
@@ -118,19 +121,15 @@ impl Session {
     fn write_select_data(
         &mut self,
         mailbox: &Mailbox,
-        entries: &[postkeep_store::MessageEntry],
+        snapshot: &MailboxSnapshot,
         read_only: bool,
     ) {
         let mut keywords: BTreeSet<&str> = COMMON_KEYWORDS.into_iter().collect();
-        keywords.extend(
-            entries
-                .iter()
-                .flat_map(|e| e.keywords.iter().map(String::as_str)),
-        );
+        keywords.extend(snapshot.keywords.iter().map(String::as_str));
         let keywords: Vec<&str> = keywords.into_iter().collect();
         let system = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
         let out = &mut self.out;
-        out.extend_from_slice(format!("* {} EXISTS\r\n", entries.len()).as_bytes());
+        out.extend_from_slice(format!("* {} EXISTS\r\n", snapshot.uids.len()).as_bytes());
         if !self.enabled.rev2 {
             out.extend_from_slice(b"* 0 RECENT\r\n");
         }
@@ -148,7 +147,10 @@ impl Session {
             "Flags permitted",
         );
         if !self.enabled.rev2 {
-            if let Some(index) = entries.iter().position(|e| e.flags & Flag::Seen.bit() == 0) {
+            let first_unseen = snapshot
+                .first_unseen
+                .and_then(|uid| snapshot.uids.binary_search(&uid).ok());
+            if let Some(index) = first_unseen {
                 let code = format!("UNSEEN {}", index + 1);
                 respond::line_with_code(out, None, "OK", &code, "First unseen");
             }
@@ -577,7 +579,7 @@ impl Session {
     async fn deleted_storage(&self, mailbox: &Mailbox) -> Result<u64, Reply> {
         let records = self
             .store()
-            .entry_records(mailbox.id, &[1..=u32::MAX], false)
+            .entry_records(mailbox.id, &[1..=u32::MAX], RecordParts::METADATA)
             .await
             .map_err(|err| store_failure(&err))?;
         let bytes: u64 = records

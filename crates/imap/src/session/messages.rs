@@ -18,9 +18,14 @@ use imap_types::search::SearchKey;
 use imap_types::sequence::SequenceSet;
 use postkeep_delivery::SpoolSink;
 use postkeep_imap_proto::ext::{FetchExt, SearchReturn};
+use postkeep_message::MessageSummary;
 use postkeep_search::{SortCriterion as SortBy, SortKey, ThreadAlgorithm, ThreadNode};
 use postkeep_smtp::MessageSink;
-use postkeep_store::{EntryRecord, Flag, FlagChange, FlagOp, MessageEntry};
+use postkeep_store::{
+    EntryRecord, Flag, FlagChange, FlagOp, MailStore, MailboxId, MessageEntry, RecordParts,
+    StoreError,
+};
+use tokio::task::JoinHandle;
 use tracing::warn;
 
 use super::mailboxes::store_failure;
@@ -118,20 +123,25 @@ impl Session {
             Vec::new()
         };
         self.flush().await?;
-        for batch in uids.chunks(FETCH_BATCH) {
-            let ranges: Vec<_> = batch.iter().map(|&u| u..=u).collect();
-            let records = match self
-                .store()
-                .entry_records(self.selected_id(), &ranges, request.needs_summary())
-                .await
-            {
-                Ok(records) => records,
-                Err(err) => return Ok(store_failure(&err)),
+        let load = FetchLoad {
+            store: Arc::clone(self.store()),
+            mailbox: self.selected_id(),
+            parts: request.record_parts(),
+            envelope_only: request.needs_only_envelope(),
+            changed_since,
+        };
+        let mut batches = uids.chunks(FETCH_BATCH);
+        // The next batch loads while this one is written: the database thread, the summary
+        // decoding and this session's encoding then run side by side.
+        let mut next = batches.next().map(|batch| load.spawn(batch));
+        while let Some(loading) = next.take() {
+            let loaded = match loading.await {
+                Ok(Ok(loaded)) => loaded,
+                Ok(Err(err)) => return Ok(store_failure(&err)),
+                Err(err) => return Ok(store_failure(&StoreError::Backend(err.to_string()))),
             };
-            for record in &records {
-                if changed_since.is_some_and(|since| record.entry.modseq <= since) {
-                    continue;
-                }
+            next = batches.next().map(|batch| load.spawn(batch));
+            for (record, summary) in &loaded {
                 let Some(seq) = self
                     .selected
                     .as_ref()
@@ -146,7 +156,10 @@ impl Session {
                 } else {
                     &request
                 };
-                if let Err(reply) = self.fetch_one(seq, record, req, &options).await? {
+                if let Err(reply) = self
+                    .fetch_one(seq, record, summary.as_ref(), req, &options)
+                    .await?
+                {
                     return Ok(reply);
                 }
             }
@@ -163,29 +176,12 @@ impl Session {
         &mut self,
         seq: u32,
         record: &EntryRecord,
+        summary: Option<&MessageSummary>,
         request: &FetchRequest,
         options: &FetchOptions,
     ) -> io::Result<Result<(), Reply>> {
         let store = Arc::clone(self.store());
-        let summary = if request.needs_summary() {
-            match store.summary(&record.record).await {
-                Ok(summary) => Some(summary),
-                Err(err) => return Ok(Err(store_failure(&err))),
-            }
-        } else {
-            None
-        };
-        match write_fetch(
-            &mut self.io,
-            &store,
-            seq,
-            record,
-            summary.as_ref(),
-            request,
-            options,
-        )
-        .await
-        {
+        match write_fetch(&mut self.io, &store, seq, record, summary, request, options).await {
             Ok(()) => Ok(Ok(())),
             // Part of the response may be out: the connection cannot continue.
             Err(FetchError::Io(err)) => Err(err),
@@ -282,7 +278,7 @@ impl Session {
                 let ranges: Vec<_> = uids.iter().map(|&u| u..=u).collect();
                 match self
                     .store()
-                    .entry_records(self.selected_id(), &ranges, false)
+                    .entry_records(self.selected_id(), &ranges, RecordParts::METADATA)
                     .await
                 {
                     Ok(records) => records
@@ -449,11 +445,14 @@ impl Session {
             return Err(Reply::bad("No mailbox selected"));
         };
         let converted = convert(keys, &selected.view)?;
-        let needs_summary = with_summary || crate::query::needs_summary(&converted.query);
+        let parts = RecordParts {
+            summary: with_summary || crate::query::needs_summary(&converted.query),
+            ..RecordParts::METADATA
+        };
         let all = vec![1..=u32::MAX];
         let records = self
             .store()
-            .entry_records(selected.mailbox.id, &all, needs_summary)
+            .entry_records(selected.mailbox.id, &all, parts)
             .await
             .map_err(|err| store_failure(&err))?;
         // Only what this session has been told about exists for it (RFC 9051 §7.5.1).
@@ -866,6 +865,49 @@ fn render_thread(node: &ThreadNode, number: &dyn Fn(usize) -> u32, out: &mut Str
                 return;
             }
         }
+    }
+}
+
+/// One FETCH command's loading of messages, batch by batch.
+struct FetchLoad {
+    store: Arc<MailStore>,
+    mailbox: MailboxId,
+    parts: RecordParts,
+    /// Decode only the summaries' envelopes ([`FetchRequest::needs_only_envelope`]).
+    envelope_only: bool,
+    changed_since: Option<u64>,
+}
+
+/// A batch's records, each with its opened summary when the request reads it.
+type LoadedBatch = Vec<(EntryRecord, Option<MessageSummary>)>;
+
+impl FetchLoad {
+    /// Loads one batch on its own task, so it proceeds while the previous batch is written.
+    fn spawn(&self, uids: &[u32]) -> JoinHandle<Result<LoadedBatch, StoreError>> {
+        let store = Arc::clone(&self.store);
+        let (mailbox, parts, changed_since) = (self.mailbox, self.parts, self.changed_since);
+        let envelope_only = self.envelope_only;
+        let ranges: Vec<_> = uids.iter().map(|&u| u..=u).collect();
+        tokio::spawn(async move {
+            let records = store.entry_records(mailbox, &ranges, parts).await?;
+            let mut loaded = Vec::with_capacity(records.len());
+            // RFC 7162 §3.1.4.1: CHANGEDSINCE leaves out what has not changed since.
+            for record in records
+                .into_iter()
+                .filter(|r| changed_since.is_none_or(|since| r.entry.modseq > since))
+            {
+                let summary = match (parts.summary, envelope_only) {
+                    (false, _) => None,
+                    (true, false) => Some(store.summary(&record.record).await?),
+                    (true, true) => Some(MessageSummary {
+                        envelope: store.envelope(&record.record).await?,
+                        ..MessageSummary::default()
+                    }),
+                };
+                loaded.push((record, summary));
+            }
+            Ok(loaded)
+        })
     }
 }
 

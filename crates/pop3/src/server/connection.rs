@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use postkeep_auth::login::LoginError;
 use postkeep_message::wire::DotStuffer;
-use postkeep_store::{MailboxRole, MessageRecord};
+use postkeep_store::{MailboxRole, MessageRecord, RecordParts};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -164,7 +164,7 @@ impl Connection {
             return Ok(None);
         };
         let mut entries = store
-            .entry_records(inbox.id, &[1..=u32::MAX], false)
+            .entry_records(inbox.id, &[1..=u32::MAX], RecordParts::METADATA)
             .await?;
         entries.sort_by_key(|e| e.entry.uid);
         let messages = entries

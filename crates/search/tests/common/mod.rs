@@ -3,7 +3,7 @@
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
-use postkeep_store::{EntryRecord, Flag, MailStore, MailboxId, MailboxRole};
+use postkeep_store::{EntryRecord, Flag, MailStore, MailboxId, MailboxRole, RecordParts};
 
 pub struct Mailbox {
     // Kept alive for the store's files.
@@ -52,7 +52,7 @@ impl Mailbox {
     pub async fn items(&self) -> Vec<EntryRecord> {
         let all: [RangeInclusive<u32>; 1] = [1..=u32::MAX];
         self.store
-            .entry_records(self.mailbox_id, &all, true)
+            .entry_records(self.mailbox_id, &all, RecordParts::SUMMARY)
             .await
             .expect("entry records")
     }

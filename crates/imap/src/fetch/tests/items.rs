@@ -8,7 +8,7 @@ use imap_codec::ResponseCodec;
 use imap_types::fetch::MessageDataItem;
 use imap_types::response::{Data, Response};
 use postkeep_imap_proto::ext::FetchExt;
-use postkeep_store::{EntryRecord, Flag};
+use postkeep_store::{EntryRecord, Flag, RecordParts};
 
 use super::support::*;
 use crate::fetch::FetchOptions;
@@ -471,4 +471,30 @@ async fn an_empty_item_list_writes_nothing() {
     let fx = Fixture::new().await;
     let item = mixed(&fx).await;
     assert!(fx.fetch(&item, "()", plain()).await.unwrap().is_empty());
+}
+
+#[test]
+fn request_loads_only_what_its_items_read() {
+    let envelope_list = request("(FLAGS ENVELOPE)", Vec::new());
+    assert!(envelope_list.needs_only_envelope());
+    assert_eq!(envelope_list.record_parts(), RecordParts::SUMMARY);
+    for item in [
+        "(ENVELOPE BODYSTRUCTURE)",
+        "(ENVELOPE BODY.PEEK[1])",
+        "(FLAGS)",
+    ] {
+        assert!(!request(item, Vec::new()).needs_only_envelope(), "{item}");
+    }
+    for item in ["BODY.PEEK[]", "RFC822", "BINARY.SIZE[]", "RFC822.HEADER"] {
+        assert!(
+            request(item, Vec::new()).record_parts().inline_blob,
+            "{item}"
+        );
+    }
+    for item in ["(FLAGS ENVELOPE)", "BODYSTRUCTURE", "(UID RFC822.SIZE)"] {
+        assert!(
+            !request(item, Vec::new()).record_parts().inline_blob,
+            "{item}"
+        );
+    }
 }

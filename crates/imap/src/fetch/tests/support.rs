@@ -9,7 +9,7 @@ use imap_codec::CommandCodec;
 use imap_types::command::CommandBody;
 use postkeep_imap_proto::ext::FetchExt;
 use postkeep_message::MessageSummary;
-use postkeep_store::{EntryRecord, Flag, FlagChange, FlagOp, MailStore, MailboxRole};
+use postkeep_store::{EntryRecord, Flag, FlagChange, FlagOp, MailStore, MailboxRole, RecordParts};
 use tempfile::TempDir;
 use tokio::io::AsyncWrite;
 
@@ -73,7 +73,11 @@ impl Fixture {
         }
         let mut rows = self
             .store
-            .entry_records(done.mailbox_id, &[done.uid..=done.uid], true)
+            .entry_records(
+                done.mailbox_id,
+                &[done.uid..=done.uid],
+                RecordParts::SUMMARY,
+            )
             .await
             .expect("entry records");
         rows.pop().expect("the appended row")
