@@ -12,12 +12,13 @@
 //! Compression comes first because ciphertext does not compress; the compressed length leaks
 //! only what the stored size already does.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, NONCE_LEN};
 
+use crate::decompress::FrameDecoder;
 use crate::DataKey;
 
 /// Plaintext bytes (of the compressed stream) per sealed chunk.
@@ -171,7 +172,7 @@ impl<W: Write> Write for ChunkSealer<W> {
 /// Opens and decompresses a blob written by [`BlobWriter`]. Any tampering, truncation,
 /// reordering or wrong key/context surfaces as an `InvalidData` I/O error.
 pub struct BlobReader<R: Read> {
-    decoder: zstd::stream::read::Decoder<'static, io::BufReader<ChunkOpener<R>>>,
+    decoder: FrameDecoder<ChunkOpener<R>>,
 }
 
 impl<R: Read> BlobReader<R> {
@@ -193,8 +194,9 @@ impl<R: Read> BlobReader<R> {
             pos: 0,
             done: false,
         };
-        let decoder = zstd::stream::read::Decoder::new(opener)?;
-        Ok(Self { decoder })
+        Ok(Self {
+            decoder: FrameDecoder::new(opener),
+        })
     }
 }
 
@@ -265,15 +267,28 @@ impl<R: Read> ChunkOpener<R> {
 
 impl<R: Read> Read for ChunkOpener<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = buf.len().min(available.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+/// The opened chunk is the buffer: zstd reads from it directly, with no second buffer in
+/// between.
+impl<R: Read> BufRead for ChunkOpener<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.pos == self.plain.len() {
             if !self.next_chunk()? {
-                return Ok(0);
+                break;
             }
         }
-        let n = buf.len().min(self.plain.len() - self.pos);
-        buf[..n].copy_from_slice(&self.plain[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
+        Ok(&self.plain[self.pos..])
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.pos = (self.pos + amount).min(self.plain.len());
     }
 }
 

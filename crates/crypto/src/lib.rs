@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod blob;
+mod decompress;
 mod keys;
 
 pub use keys::{DataKey, KeyError, MasterKey, KEY_LEN};

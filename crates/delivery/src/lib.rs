@@ -11,17 +11,17 @@
 //! delivery behind.
 #![forbid(unsafe_code)]
 
-mod authentication;
 mod header;
 mod outbox;
 mod spool;
 
-pub use authentication::{
+pub use header::{HeaderField, FIELD_PREFIX_MAX};
+pub use outbox::{Outbox, OutboxError};
+// The result types live with the summary they are stored in; re-exported for the stages.
+pub use postkeep_message::{
     ArcCheck, AuthResult, DkimCheck, DmarcCheck, DmarcPolicy, SenderAuthentication, SpfCheck,
     SpfIdentity,
 };
-pub use header::{HeaderField, FIELD_PREFIX_MAX};
-pub use outbox::{Outbox, OutboxError};
 pub use spool::{ReceivedMessage, SpoolSink, SPILL_AT};
 
 use std::io;
@@ -51,7 +51,8 @@ pub struct InboundMessage {
     pub summary: MessageSummary,
     pub filings: Vec<Filing>,
     /// What SPF, DKIM, ARC and DMARC found, once the inbound-auth stage has run; `None` when
-    /// it is off or skipped the message. For the organizer and user rules.
+    /// it is off or skipped the message. For the stages after it; stored with every copy as
+    /// [`MessageSummary::authentication`] for the organizer.
     pub authentication: Option<SenderAuthentication>,
     /// The account of an authenticated submission session (RFC 6409) that handed in this
     /// message; `None` for mail received as MX. Sender verification skips submitted mail:
@@ -170,6 +171,13 @@ impl Deliverer {
                 Verdict::Defer(reason) => return DeliveryOutcome::TempFail(reason),
             }
         }
+        // Sealed with each copy, so the organizer reads the results without parsing headers.
+        // Copied after the last stage: `InboundMessage::authentication` is the one place
+        // stages write them.
+        message
+            .summary
+            .authentication
+            .clone_from(&message.authentication);
         match self.store_copies(&message).await {
             Ok(copies) => {
                 tracing::info!(copies, size = message.raw.len(), "message delivered");

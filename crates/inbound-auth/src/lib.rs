@@ -196,8 +196,8 @@ mod tests {
     use std::sync::Arc;
     use std::time::Instant;
 
-    use postkeep_delivery::{AuthResult, Filing, SpfIdentity};
-    use postkeep_smtp::Envelope;
+    use postkeep_delivery::{AuthResult, Deliverer, Filing, SpfIdentity};
+    use postkeep_smtp::{DeliveryOutcome, Envelope};
 
     use super::*;
 
@@ -242,6 +242,22 @@ mod tests {
         \th=from:subject; bh=Ck5SoRNWUpSR4X0COv7R5ub2pUTtl6xz4dTFz++ji4M=; b=AAAA\r\n\
         From: ceo@a.test\r\nSubject: hi\r\n\r\nbody\r\n";
 
+    /// The results for [`SIGNED`] from `ceo@a.test` when DNS never answers.
+    fn assert_dns_temperror(auth: &SenderAuthentication) {
+        assert_eq!(auth.spf.result, AuthResult::TempError);
+        assert_eq!(
+            auth.spf.identity,
+            SpfIdentity::MailFrom("ceo@a.test".into())
+        );
+        assert_eq!(auth.dkim.len(), 1);
+        assert_eq!(auth.dkim[0].result, AuthResult::TempError);
+        assert_eq!(auth.dkim[0].domain.as_deref(), Some("a.test"));
+        assert_eq!(auth.arc.result, AuthResult::None);
+        assert_eq!(auth.dmarc.result, AuthResult::TempError);
+        assert_eq!(auth.dmarc.from_domain.as_deref(), Some("a.test"));
+        assert_eq!(auth.dmarc.policy, None, "no record was seen");
+    }
+
     #[tokio::test]
     async fn dns_that_never_answers_gives_temperror_in_bounded_time_and_delivers() {
         let (_socket, settings) = silent_nameserver();
@@ -256,19 +272,7 @@ mod tests {
             started.elapsed()
         );
 
-        let auth = m.authentication.expect("results kept on the message");
-        assert_eq!(auth.spf.result, AuthResult::TempError);
-        assert_eq!(
-            auth.spf.identity,
-            SpfIdentity::MailFrom("ceo@a.test".into())
-        );
-        assert_eq!(auth.dkim.len(), 1);
-        assert_eq!(auth.dkim[0].result, AuthResult::TempError);
-        assert_eq!(auth.dkim[0].domain.as_deref(), Some("a.test"));
-        assert_eq!(auth.arc.result, AuthResult::None);
-        assert_eq!(auth.dmarc.result, AuthResult::TempError);
-        assert_eq!(auth.dmarc.from_domain.as_deref(), Some("a.test"));
-        assert_eq!(auth.dmarc.policy, None, "no record was seen");
+        assert_dns_temperror(&m.authentication.expect("results kept on the message"));
         assert_eq!(m.filings[0].mailbox, None, "temperror never quarantines");
 
         let mut stored = Vec::new();
@@ -293,6 +297,34 @@ mod tests {
             m.summary,
             postkeep_message::wire::summarize_wire(stored.as_bytes())
         );
+    }
+
+    /// The organizer reads the results of a stored message from its sealed summary.
+    #[tokio::test]
+    async fn every_stored_copy_keeps_the_results_in_its_summary() {
+        let (_socket, settings) = silent_nameserver();
+        let dir = tempfile::tempdir().unwrap();
+        let store = postkeep_store::testing::store_with_domain(dir.path(), "example.org").await;
+        let recipients = ["a@example.org", "b@example.org"];
+        for address in recipients {
+            store.create_account(address, None).await.unwrap();
+        }
+        let stage = InboundAuth::new(HOST, &settings).unwrap();
+        let deliverer = Deliverer::new(Arc::clone(&store), vec![Arc::new(stage)]);
+        let mut envelope = message(SIGNED, "ceo@a.test").envelope;
+        envelope.rcpt_to = recipients.map(String::from).to_vec();
+        assert_eq!(
+            deliverer.deliver_raw(&envelope, SIGNED.to_vec()).await,
+            DeliveryOutcome::Stored
+        );
+
+        for address in recipients {
+            let account = store.find_account(address).await.unwrap().unwrap();
+            let records = store.account_messages(account.id).await.unwrap();
+            assert_eq!(records.len(), 1, "{address}");
+            let summary = store.summary(&records[0]).await.unwrap();
+            assert_dns_temperror(&summary.authentication.expect("results stored"));
+        }
     }
 
     #[tokio::test]

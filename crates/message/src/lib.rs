@@ -16,6 +16,7 @@
 //! line first. A message IMAP will serve is summarised in its CRLF [`wire`] form
 //! ([`wire::summarize_wire`]), because IMAP sizes and offsets are of CRLF text.
 
+mod authentication;
 mod body;
 mod envelope;
 mod model;
@@ -28,6 +29,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mail_parser::{Message, MessageParser, PartType};
 
+pub use authentication::{
+    ArcCheck, AuthResult, DkimCheck, DmarcCheck, DmarcPolicy, SenderAuthentication, SpfCheck,
+    SpfIdentity,
+};
 pub use body::{MAX_DEPTH, MAX_PARTS};
 pub use model::{Address, BodyPart, EmbeddedMessage, Envelope, MessageSummary};
 pub use stream::StreamingSummarizer;
@@ -85,6 +90,8 @@ pub(crate) fn header_fields(raw: &[u8], headers: &[mail_parser::Header<'_>]) -> 
         sent_date: envelope::sent_date(headers),
         thread_subject: base_subject(subject.as_deref().unwrap_or_default()),
         subject,
+        // Not in the message: the delivery pipeline fills it in.
+        authentication: None,
     }
 }
 

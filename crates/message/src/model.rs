@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::authentication::SenderAuthentication;
+
 /// Everything IMAP and threading need about one message, computed once at ingest.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct MessageSummary {
@@ -32,6 +34,13 @@ pub struct MessageSummary {
     /// RFC 5256 §2.1 base subject (case preserved; compare it case-insensitively).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub thread_subject: String,
+    /// What SPF, DKIM, ARC and DMARC found when the message arrived as MX, so the organizer
+    /// reads the results of a stored message without parsing its `Authentication-Results:`.
+    /// Never parsed from the message: the delivery pipeline sets it from the inbound-auth
+    /// stage just before storing. `None` for mail that was not verified (submission, APPEND,
+    /// imports, inbound-auth off) and for summaries stored before this field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<SenderAuthentication>,
 }
 
 /// RFC 9051 §7.5.2 ENVELOPE, ready to be written out field by field.

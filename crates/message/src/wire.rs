@@ -30,17 +30,30 @@ impl CrlfNormalizer {
     /// inserted CRs, in order. Nothing is copied.
     fn each_piece(&mut self, chunk: &[u8], mut emit: impl FnMut(&[u8])) {
         let mut start = 0;
-        let mut prev_cr = self.prev_cr;
-        for (i, &byte) in chunk.iter().enumerate() {
-            if byte == b'\n' && !prev_cr {
-                emit(chunk.get(start..i).unwrap_or_default());
+        for lf in memchr::memchr_iter(b'\n', chunk) {
+            if !self.cr_before(chunk, lf) {
+                emit(chunk.get(start..lf).unwrap_or_default());
                 emit(b"\r");
-                start = i;
+                start = lf;
             }
-            prev_cr = byte == b'\r';
         }
         emit(chunk.get(start..).unwrap_or_default());
-        self.prev_cr = prev_cr;
+        self.advance(chunk);
+    }
+
+    /// Whether the byte before `chunk[at]` is a CR (the last byte of the previous chunk when
+    /// `at` is 0).
+    fn cr_before(&self, chunk: &[u8], at: usize) -> bool {
+        match at.checked_sub(1) {
+            Some(before) => chunk.get(before) == Some(&b'\r'),
+            None => self.prev_cr,
+        }
+    }
+
+    fn advance(&mut self, chunk: &[u8]) {
+        if let Some(&last) = chunk.last() {
+            self.prev_cr = last == b'\r';
+        }
     }
 
     /// Appends the wire form of `chunk` to `out`.
@@ -64,15 +77,10 @@ impl CrlfNormalizer {
     /// Length of the wire form of `chunk`, advancing the state as [`CrlfNormalizer::push`]
     /// would.
     pub fn count(&mut self, chunk: &[u8]) -> u64 {
-        let mut bare_lfs = 0u64;
-        let mut prev_cr = self.prev_cr;
-        for &byte in chunk {
-            if byte == b'\n' && !prev_cr {
-                bare_lfs += 1;
-            }
-            prev_cr = byte == b'\r';
-        }
-        self.prev_cr = prev_cr;
+        let bare_lfs = memchr::memchr_iter(b'\n', chunk)
+            .filter(|&lf| !self.cr_before(chunk, lf))
+            .count() as u64;
+        self.advance(chunk);
         chunk.len() as u64 + bare_lfs
     }
 }

@@ -112,6 +112,7 @@ fn simple_text_message_summary_is_exact() {
         sent_date: Some(760_686_745),
         subject: Some("Hello world".into()),
         thread_subject: "Hello world".into(),
+        authentication: None,
     };
     assert_eq!(summarize_checked(raw), expected);
 }

@@ -197,7 +197,11 @@ impl SqliteMeta {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             // The server and CLI commands (import, user add) may write concurrently.
-            .busy_timeout(Duration::from_secs(30));
+            .busy_timeout(Duration::from_secs(30))
+            // Rows a query's worker thread may queue ahead of the reader (sqlx's default: 50).
+            // With room for a whole FETCH or SEARCH batch the two trade places less often:
+            // FETCH 1:* of 10,000 messages went from about 6,000 context switches to 2,500.
+            .row_buffer_size(1024);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options.clone())
