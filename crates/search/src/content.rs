@@ -74,7 +74,13 @@ pub(crate) fn extract(raw: &[u8]) -> Content {
 /// reads it (Dovecot skips it), and so is a part with an invalid Content-Type (`text/plain
 /// charset=us-ascii`: RFC 2045 §5.2 recommends reading it as text/plain; Dovecot skips it).
 fn parse(raw: &[u8]) -> Option<(String, String)> {
-    let message = MessageParser::default().parse(raw)?;
+    // Header text comes from the raw blocks (`headers::push_header_text`): mail-parser only
+    // needs the MIME fields that shape the body, so the others (Received above all, which it
+    // would tokenize) are skipped unparsed.
+    let message = MessageParser::new()
+        .with_mime_headers()
+        .default_header_ignore()
+        .parse(raw)?;
     let mut header_text = String::new();
     let mut body_text = String::new();
     // Explicit stack: message/rfc822 nesting is unbounded.

@@ -34,7 +34,7 @@ fn blocking_permits() -> Arc<Semaphore> {
 }
 
 /// Runs CPU-bound work on a blocking thread once a permit is free.
-pub(crate) async fn blocking<T: Send + 'static>(
+async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, SearchError> {
     let permit = blocking_permits()
@@ -85,7 +85,7 @@ pub(crate) async fn search(
             }
             let (store, node) = (Arc::clone(store), Arc::clone(&node));
             let chunk = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-            running.spawn(async move { evaluate_chunk(&store, chunk, &node).await });
+            running.spawn(evaluate_chunk(store, chunk, node));
         }
     }
     while !running.is_empty() {
@@ -97,21 +97,29 @@ pub(crate) async fn search(
 
 /// Evaluates a chunk of `(index, message)` and returns the indexes that match.
 async fn evaluate_chunk(
-    store: &Arc<MailStore>,
+    store: Arc<MailStore>,
     mut chunk: Vec<(usize, EntryRecord)>,
-    node: &Node,
+    node: Arc<Node>,
 ) -> Result<Vec<usize>, SearchError> {
     if node.reads_message() {
         let mut records: Vec<_> = chunk.iter_mut().map(|(_, item)| &mut item.record).collect();
         store.attach_inline_blobs(&mut records).await?;
     }
-    let mut matched = Vec::new();
-    for (index, item) in &chunk {
-        if evaluate(store, item, node).await? {
-            matched.push(*index);
-        }
-    }
-    Ok(matched)
+    // The whole chunk on one blocking thread, so its messages' CPU work costs no thread handoff
+    // each. What is still async (a data key's first use) is driven from here.
+    let runtime = tokio::runtime::Handle::current();
+    blocking(move || {
+        runtime.block_on(async {
+            let mut matched = Vec::new();
+            for (index, item) in &chunk {
+                if evaluate(&store, item, &node).await? {
+                    matched.push(*index);
+                }
+            }
+            Ok(matched)
+        })
+    })
+    .await?
 }
 
 /// Waits for one worker, watching the cancel flag meanwhile. Returning early drops the

@@ -7,7 +7,6 @@ use postkeep_message::{Address, MessageSummary};
 use postkeep_store::{MailStore, MessageRecord, StoreError};
 
 use crate::content::{self, Content};
-use crate::exec::blocking;
 use crate::fold::fold;
 use crate::headers::{self, Field};
 use crate::query::Stage;
@@ -108,6 +107,8 @@ impl Facts {
 
     /// Loads `stage` (the header block first loads the summary, which says where the header
     /// ends). Every call fills a stage that was missing, so evaluation always progresses.
+    /// CPU-bound (decrypt, decompress, parse): run it on a blocking thread, as the search's
+    /// chunks are.
     pub(crate) async fn load(
         &mut self,
         store: &Arc<MailStore>,
@@ -122,19 +123,13 @@ impl Facts {
                 let reader = store
                     .wire_reader(record, Some(0..summary.header_end))
                     .await?;
-                self.header = Some(
-                    blocking(move || read_all(reader, 0).map(|raw| headers::decoded_fields(&raw)))
-                        .await??,
-                );
+                self.header = Some(headers::decoded_fields(&read_all(reader, 0)?));
             }
             (Stage::Content, _) => {
                 let reader = store.message_reader(record).await?;
                 // The size is only a capacity hint: never preallocate more than this for it.
                 let size = usize::try_from(record.size).map_or(0, |n| n.min(16 << 20));
-                self.content = Some(
-                    blocking(move || read_all(reader, size).map(|raw| content::extract(&raw)))
-                        .await??,
-                );
+                self.content = Some(content::extract(&read_all(reader, size)?));
             }
         }
         Ok(())
