@@ -28,6 +28,9 @@
 #   security     Dovecot's default, service_count = 1: one login process per connection (it
 #                stays alive to proxy TLS), so two processes per connection.
 set -euo pipefail
+# `descendants`, shared with the Postfix scripts.
+# shellcheck source=../tests/postfix/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../tests/postfix/lib.sh"
 
 DIR=${DCIMAP_DIR:-/tmp/postkeep-bench-dcimap}
 USER_NAME=${DCIMAP_USER:-u@bench.test}
@@ -189,19 +192,6 @@ master_pid() {
     tr -dc '0-9' <"$pidfile"
 }
 
-# Every descendant of pid $1 (so that only the processes we started are touched).
-descendants() {
-    ps -e -o pid=,ppid= | awk -v root="$1" '
-        { parent[$1] = $2 }
-        END {
-            want[root] = 1
-            do {
-                added = 0
-                for (p in parent) if (!(p in want) && (parent[p] in want)) { want[p] = 1; added = 1 }
-            } while (added)
-            for (p in want) if (p != root) print p
-        }'
-}
 
 stop() {
     [ -d "$DIR" ] || return 0

@@ -1,6 +1,10 @@
 //! Lenient decoding of one MIME part's body, for the parts mail-parser gives up on (see
 //! `content.rs`): mail-parser's decoders are strict and, on the first byte they do not expect,
 //! hand back the part undecoded. These decode what can be decoded and never fail.
+//!
+//! TODO: `imap/src/fetch/decode.rs` has streaming decoders for IMAP BINARY with another
+//! leniency (base64 skips stray bytes instead of stopping at a line that is not base64); both
+//! should become one streaming decoder in `postkeep-message` with the leniency as a parameter.
 
 use std::borrow::Cow;
 
