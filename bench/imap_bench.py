@@ -61,8 +61,9 @@ SA_SETS = ("easy_ham", "easy_ham_2", "hard_ham", "spam", "spam_2")
 # First delivery time of the corpus Maildir: file i is named and dated BASE_TIME + i, so both
 # servers (postkeep sorts by file name, Dovecot by the time in the name) number them alike.
 BASE_TIME = 1_600_000_000
-# postkeep admits at most 50 IMAP connections per client IP (not configurable): the idle test
-# spreads its connections over several loopback source addresses, for both servers alike.
+# postkeep admits at most 50 IMAP connections per client IP by default ([imap]
+# max_connections_per_ip): the idle test spreads its connections over several loopback source
+# addresses, for both servers alike.
 CONNS_PER_SOURCE_IP = 40
 LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n$")
 FETCH_UID_SIZE = re.compile(rb"^\* (\d+) FETCH \(.*?UID (\d+).*?RFC822\.SIZE (\d+)")

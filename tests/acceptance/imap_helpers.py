@@ -8,7 +8,7 @@ import socket
 import ssl
 import time
 
-from conftest import DOMAIN, HOST, PASSWORD, SECTION_RE
+from conftest import DOMAIN, HOST, PASSWORD, SECTION_RE, set_toml_value
 
 ALICE = f"alice@{DOMAIN}"
 BOB = f"bob@{DOMAIN}"
@@ -33,9 +33,14 @@ def enable_listeners(srv, *names: str) -> None:
         assert name in srv.ports, srv.config_text()
 
 
-def start_imap_server(make_server, **kwargs):
+def start_imap_server(make_server, imap: dict | None = None, **kwargs):
+    """A running server with both IMAP listeners on; `imap` overrides [imap] keys."""
     srv = make_server(start=False, **kwargs)
     enable_listeners(srv, "imaps", "imap")
+    text = srv.config_text()
+    for key, value in (imap or {}).items():
+        text = set_toml_value(text, "imap", key, str(value))
+    srv.config_path.write_text(text)
     srv.start()
     wait_port(srv.ports["imaps"])
     return srv

@@ -13,7 +13,7 @@ import zlib
 
 import pytest
 
-from conftest import DOMAIN, HOST, PASSWORD, make_message, with_token
+from conftest import DOMAIN, HOST, PASSWORD, make_message, wait_for, with_token
 from imap_helpers import ALICE, BOB, check, connect, login, start_imap_server
 
 
@@ -533,3 +533,45 @@ def test_sort_thread_and_quota_root(imap_server):
     lines, done = raw.cmd("q", "GETQUOTAROOT INBOX")
     assert done.startswith(b"q OK") and lines == [b'* QUOTAROOT "INBOX"'], lines  # no limit set
     raw.close()
+
+
+def first_bytes_on_plain_imap(srv) -> tuple[socket.socket, bytes]:
+    """Connects to the STARTTLS listener and returns the socket with what the server sent
+    first: a greeting line, or b"" when it closed the connection without one."""
+    sock = socket.create_connection((HOST, srv.ports["imap"]), timeout=30)
+    try:
+        return sock, sock.recv(1024)
+    except ConnectionResetError:
+        return sock, b""
+
+
+def greeted_plain_imap(srv) -> socket.socket | None:
+    """A plaintext connection the server admitted (greeted with `* OK`), or None if refused."""
+    sock, first = first_bytes_on_plain_imap(srv)
+    if first.startswith(b"* OK"):
+        return sock
+    sock.close()
+    return None
+
+
+def test_connections_over_configured_per_ip_cap_are_refused(make_server):
+    """[imap] max_connections_per_ip = 2 (default 50) reaches the server: with one imaps and
+    one imap connection open, a third from the same address is turned away."""
+    srv = start_imap_server(make_server, imap={"max_connections_per_ip": 2})
+    held = [RawImap.tls(srv).sock]
+    try:
+        # Retried: the listener probe of start_imap_server holds a slot until the server has
+        # seen it close.
+        held.append(wait_for(lambda: greeted_plain_imap(srv), "a second IMAP connection admitted"))
+        extra, first = first_bytes_on_plain_imap(srv)
+        extra.close()
+        # Over the cap the connection is dropped at accept (crates/net); an untagged BYE
+        # greeting (RFC 9051 §7.1.5) would be an equally clear refusal.
+        assert first == b"" or first.startswith(b"* BYE"), (
+            f"3rd connection with max_connections_per_ip=2 got: {first!r}")
+        # Closing one frees its slot: the refusal was the cap, not a broken listener.
+        held.pop().close()
+        held.append(wait_for(lambda: greeted_plain_imap(srv), "a slot freed by a closed connection"))
+    finally:
+        for sock in held:
+            sock.close()

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::{Dns, Queue, SmtpSettings, Submission};
+use crate::{Dns, Imap, Pop3, Queue, SmtpSettings, Submission};
 
 /// The file `postkeep init --dev` writes: loopback only, unprivileged ports from `ports_base`
 /// (SMTP on `ports_base`; the other listeners on the following ports; those not built yet
@@ -60,6 +60,8 @@ fn render(
 ) -> String {
     let smtp = SmtpSettings::default();
     let submission = Submission::default();
+    let imap = Imap::default();
+    let pop3 = Pop3::default();
     let dns = Dns::default();
     let queue = Queue::default();
     // Serialising through toml escapes quotes and backslashes in the host name.
@@ -129,6 +131,21 @@ max_recipients = {submission_max_recipients}
 # Keep a copy of every sent message in the account's Sent mailbox.
 sent_copy = {sent_copy}
 
+# Mail read over IMAP (imap with STARTTLS, imaps with TLS); both listeners share these caps,
+# counted per connection from the moment it is accepted, before login.
+[imap]
+# Simultaneous connections over all clients (the role of Dovecot's process_limit).
+max_connections = {imap_max_connections}
+# Simultaneous connections from one IP address (Dovecot counts per user and IP instead).
+max_connections_per_ip = {imap_max_connections_per_ip}
+
+# Mail read over POP3 (pop3s, TLS).
+[pop3]
+# Simultaneous connections over all clients.
+max_connections = {pop3_max_connections}
+# Simultaneous connections from one IP address.
+max_connections_per_ip = {pop3_max_connections_per_ip}
+
 # DNS for sender authentication (SPF, DKIM, DMARC, ARC).
 [dns]
 # Nameservers as "ip:port", e.g. ["127.0.0.1:53"]; empty = the system's (/etc/resolv.conf).
@@ -170,6 +187,10 @@ level = "info"
         max_messages_per_hour = submission.max_messages_per_hour,
         submission_max_recipients = submission.max_recipients,
         sent_copy = submission.sent_copy,
+        imap_max_connections = imap.max_connections,
+        imap_max_connections_per_ip = imap.max_connections_per_ip,
+        pop3_max_connections = pop3.max_connections,
+        pop3_max_connections_per_ip = pop3.max_connections_per_ip,
         dns_timeout_secs = dns.timeout_secs,
         retry_base_secs = queue.retry_base_secs,
         retry_max_secs = queue.retry_max_secs,

@@ -47,6 +47,10 @@ pub struct Config {
     #[serde(default)]
     pub submission: Submission,
     #[serde(default)]
+    pub imap: Imap,
+    #[serde(default)]
+    pub pop3: Pop3,
+    #[serde(default)]
     pub dns: Dns,
     #[serde(default)]
     pub inbound_auth: InboundAuth,
@@ -263,6 +267,49 @@ impl Default for Submission {
     }
 }
 
+/// Connection caps of the IMAP server, shared by the `imap` and `imaps` listeners. Connections
+/// are counted from accept, before login: unlike Dovecot's `mail_max_userip_connections` (per
+/// user and IP), `max_connections_per_ip` counts every connection from one address, and
+/// `max_connections` plays the part of Dovecot's `process_limit`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Imap {
+    /// Simultaneous connections over all clients.
+    pub max_connections: u32,
+    /// Simultaneous connections from one IP address.
+    pub max_connections_per_ip: u32,
+}
+
+impl Default for Imap {
+    fn default() -> Self {
+        // IMAP clients keep connections open (IDLE, one per watched mailbox), hence caps well
+        // above those of POP3 and SMTP.
+        Imap {
+            max_connections: 10_000,
+            max_connections_per_ip: 50,
+        }
+    }
+}
+
+/// Connection caps of the POP3 server (`pop3s` listener), counted from accept like [`Imap`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pop3 {
+    /// Simultaneous connections over all clients.
+    pub max_connections: u32,
+    /// Simultaneous connections from one IP address.
+    pub max_connections_per_ip: u32,
+}
+
+impl Default for Pop3 {
+    fn default() -> Self {
+        Pop3 {
+            max_connections: 1000,
+            max_connections_per_ip: 20,
+        }
+    }
+}
+
 /// Logging.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -295,6 +342,8 @@ impl Config {
             storage: Storage::default(),
             smtp: SmtpSettings::default(),
             submission: Submission::default(),
+            imap: Imap::default(),
+            pop3: Pop3::default(),
             dns: Dns::default(),
             inbound_auth: InboundAuth::default(),
             queue: Queue::default(),

@@ -45,15 +45,10 @@ fn first_problem(config: &Config) -> Option<(String, String)> {
             MIN_COMMAND_LINE as u64,
         ),
         at_least("smtp.max_recipients", config.smtp.max_recipients.into(), 1),
-        at_least(
-            "smtp.max_connections",
-            config.smtp.max_connections.into(),
-            1,
-        ),
-        at_least(
-            "smtp.max_connections_per_ip",
-            config.smtp.max_connections_per_ip.into(),
-            1,
+        connection_caps(
+            "smtp",
+            config.smtp.max_connections,
+            config.smtp.max_connections_per_ip,
         ),
         at_least(
             "smtp.command_timeout_secs",
@@ -71,6 +66,16 @@ fn first_problem(config: &Config) -> Option<(String, String)> {
             "submission.max_recipients",
             config.submission.max_recipients.into(),
             1,
+        ),
+        connection_caps(
+            "imap",
+            config.imap.max_connections,
+            config.imap.max_connections_per_ip,
+        ),
+        connection_caps(
+            "pop3",
+            config.pop3.max_connections,
+            config.pop3.max_connections_per_ip,
         ),
         at_least("dns.timeout_secs", config.dns.timeout_secs, 1),
         at_most(
@@ -148,6 +153,24 @@ fn non_blank(key: &str, value: &str) -> Option<(String, String)> {
         .trim()
         .is_empty()
         .then(|| (key.to_owned(), "must not be empty".to_owned()))
+}
+
+/// `max_connections` and `max_connections_per_ip` of `section`: both at least 1 (0 would mean
+/// "unlimited" to the listener, which no one should get by a typo), and the per-IP cap no
+/// larger than the total, which it could never reach.
+fn connection_caps(section: &str, total: u32, per_ip: u32) -> Option<(String, String)> {
+    let total_key = format!("{section}.max_connections");
+    let per_ip_key = format!("{section}.max_connections_per_ip");
+    at_least(&total_key, total.into(), 1)
+        .or_else(|| at_least(&per_ip_key, per_ip.into(), 1))
+        .or_else(|| {
+            (per_ip > total).then(|| {
+                (
+                    per_ip_key,
+                    format!("must not exceed {total_key} ({total}), got {per_ip}"),
+                )
+            })
+        })
 }
 
 fn at_least(key: &str, value: u64, min: u64) -> Option<(String, String)> {

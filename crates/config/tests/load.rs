@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use postkeep_config::{
-    default_config, dev_config, Config, ConfigError, Dns, InboundAuth, KeyScope, Queue,
+    default_config, dev_config, Config, ConfigError, Dns, Imap, InboundAuth, KeyScope, Pop3, Queue,
     SmtpSettings, StorageBackend, Submission,
 };
 
@@ -52,6 +52,11 @@ fn minimal_file_gets_documented_defaults() {
     assert_eq!(config.submission.max_messages_per_hour, 200);
     assert_eq!(config.submission.max_recipients, 50);
     assert!(config.submission.sent_copy);
+    // The caps the IMAP and POP3 servers had before they were configurable.
+    assert_eq!(config.imap.max_connections, 10_000);
+    assert_eq!(config.imap.max_connections_per_ip, 50);
+    assert_eq!(config.pop3.max_connections, 1000);
+    assert_eq!(config.pop3.max_connections_per_ip, 20);
     assert!(
         config.dns.nameservers.is_empty(),
         "system resolver by default"
@@ -103,6 +108,12 @@ max_errors = 3
 max_messages_per_hour = 7
 max_recipients = 4
 sent_copy = false
+[imap]
+max_connections = 300
+max_connections_per_ip = 2
+[pop3]
+max_connections = 40
+max_connections_per_ip = 4
 [dns]
 nameservers = ["127.0.0.1:5353", "[::1]:53"]
 timeout_secs = 2
@@ -146,6 +157,20 @@ level = "debug"
             max_messages_per_hour: 7,
             max_recipients: 4,
             sent_copy: false,
+        }
+    );
+    assert_eq!(
+        config.imap,
+        Imap {
+            max_connections: 300,
+            max_connections_per_ip: 2,
+        }
+    );
+    assert_eq!(
+        config.pop3,
+        Pop3 {
+            max_connections: 40,
+            max_connections_per_ip: 4,
         }
     );
     assert_eq!(
@@ -250,9 +275,9 @@ fn unknown_top_level_key_and_table_are_rejected() {
         shown.starts_with("/data/postkeep.toml:2: key `host`: unknown key"),
         "{shown}"
     );
-    let (_, shown) = parse_err("hostname = \"a.example\"\n\n[imap]\nport = 1\n");
+    let (_, shown) = parse_err("hostname = \"a.example\"\n\n[imap4]\nport = 1\n");
     assert!(
-        shown.starts_with("/data/postkeep.toml:3: key `imap`: unknown key"),
+        shown.starts_with("/data/postkeep.toml:3: key `imap4`: unknown key"),
         "{shown}"
     );
 }
@@ -266,6 +291,8 @@ fn unknown_key_in_every_table_is_rejected() {
         "storage",
         "smtp",
         "submission",
+        "imap",
+        "pop3",
         "dns",
         "inbound_auth",
         "queue",
@@ -422,8 +449,6 @@ fn zero_limits_are_rejected_with_key_and_line() {
     for key in [
         "max_message_size",
         "max_recipients",
-        "max_connections",
-        "max_connections_per_ip",
         "command_timeout_secs",
         "data_timeout_secs",
         "max_errors",
@@ -433,6 +458,58 @@ fn zero_limits_are_rejected_with_key_and_line() {
         assert_eq!(e.key(), Some(format!("smtp.{key}").as_str()), "{shown}");
         assert_eq!(e.line(), Some(3), "{shown}");
     }
+}
+
+#[test]
+fn zero_connection_caps_are_rejected_in_every_section() {
+    for section in ["smtp", "imap", "pop3"] {
+        for key in ["max_connections", "max_connections_per_ip"] {
+            let text = format!("hostname = \"a.example\"\n[{section}]\n{key} = 0\n");
+            let (_, shown) = parse_err(&text);
+            assert_eq!(
+                shown,
+                format!("/data/postkeep.toml:3: key `{section}.{key}`: must be at least 1, got 0")
+            );
+        }
+    }
+}
+
+#[test]
+fn per_ip_cap_above_total_cap_is_rejected() {
+    for section in ["smtp", "imap", "pop3"] {
+        let text = format!(
+            "hostname = \"a.example\"\n[{section}]\nmax_connections = 5\nmax_connections_per_ip = 6\n"
+        );
+        let (e, shown) = parse_err(&text);
+        assert_eq!(
+            shown,
+            format!(
+                "/data/postkeep.toml:4: key `{section}.max_connections_per_ip`: must not exceed \
+                 {section}.max_connections (5), got 6"
+            )
+        );
+        assert_eq!(
+            e.key(),
+            Some(format!("{section}.max_connections_per_ip").as_str())
+        );
+        let equal = text.replace("= 6", "= 5");
+        assert!(parse(&equal).is_ok(), "{equal}");
+    }
+}
+
+#[test]
+fn per_ip_cap_is_checked_against_the_default_total() {
+    // Only the per-IP cap written: it is compared with the default total (1000 for POP3).
+    let (e, shown) = parse_err("hostname = \"a.example\"\n[pop3]\nmax_connections_per_ip = 1001\n");
+    assert_eq!(e.key(), Some("pop3.max_connections_per_ip"), "{shown}");
+    assert!(shown.contains("pop3.max_connections (1000)"), "{shown}");
+}
+
+#[test]
+fn negative_connection_cap_names_key() {
+    let (e, shown) = parse_err("hostname = \"a.example\"\n[imap]\nmax_connections = -1\n");
+    assert_eq!(e.key(), Some("imap.max_connections"), "{shown}");
+    assert_eq!(e.line(), Some(3), "{shown}");
 }
 
 #[test]
@@ -570,6 +647,8 @@ fn dev_config_loads_back_with_loopback_listener() {
     assert_eq!(config.encryption.key_scope, KeyScope::Account);
     assert_eq!(config.smtp, SmtpSettings::default());
     assert_eq!(config.submission, Submission::default());
+    assert_eq!(config.imap, Imap::default());
+    assert_eq!(config.pop3, Pop3::default());
     assert_eq!(config.dns, Dns::default());
     assert_eq!(config.queue, Queue::default());
     // Local test senders cannot pass SPF/DKIM: verification is off in a development setup.
@@ -596,6 +675,8 @@ fn default_config_loads_back_with_port_25() {
     );
     assert_eq!(config.encryption.key_scope, KeyScope::Account);
     assert_eq!(config.smtp, SmtpSettings::default());
+    assert_eq!(config.imap, Imap::default());
+    assert_eq!(config.pop3, Pop3::default());
     assert_eq!(config.dns, Dns::default());
     assert_eq!(config.queue, Queue::default());
     assert_eq!(config.inbound_auth, InboundAuth { enabled: true });

@@ -118,7 +118,11 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen for pop3s on {addr}"))?;
         let server = Arc::new(Pop3Server::new(
-            Pop3Settings::default(),
+            Pop3Settings {
+                max_connections: dir.config.pop3.max_connections as usize,
+                max_connections_per_ip: dir.config.pop3.max_connections_per_ip as usize,
+                ..Pop3Settings::default()
+            },
             Arc::clone(&store),
             Arc::clone(&auth),
             tls,
@@ -135,6 +139,8 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
         // One server for both ports: one connection cap, one set of per-IP limits.
         let server = Arc::new(ImapServer::new(
             ImapSettings {
+                max_connections: dir.config.imap.max_connections as usize,
+                max_connections_per_ip: dir.config.imap.max_connections_per_ip as usize,
                 append_limit: dir.config.smtp.max_message_size,
                 ..ImapSettings::default()
             },
