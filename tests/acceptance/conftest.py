@@ -66,15 +66,26 @@ def child_env(extra: dict | None = None) -> dict:
     return env
 
 
+# Every port handed out in this test process. A port chosen for one server is not bound until
+# that server starts, and the kernel would offer it again meanwhile: another server or a peer
+# (Postfix, NSD) started first then took it ("Address already in use").
+_HANDED_OUT: set[int] = set()
+
+
 def free_ports(n: int) -> list[int]:
-    """n distinct free TCP ports on loopback (all held open until chosen, so no repeats)."""
+    """n free TCP ports on loopback, never one handed out before in this test process."""
     socks = []
+    ports: list[int] = []
     try:
-        for _ in range(n):
+        while len(ports) < n:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.bind((HOST, 0))
             socks.append(s)
-        return [s.getsockname()[1] for s in socks]
+            port = s.getsockname()[1]
+            if port not in _HANDED_OUT:
+                _HANDED_OUT.add(port)
+                ports.append(port)
+        return ports
     finally:
         for s in socks:
             s.close()

@@ -127,7 +127,7 @@ def net(tmp_path_factory):
         published_zone(c),
         Zone("remote.test", "@ IN MX 10 mx.remote.test.\nmx IN A 127.0.0.1"),
     ]
-    dns = AuthoritativeDns(root / "nsd", zones)
+    dns = AuthoritativeDns(root / "nsd", zones, port=free_ports(1)[0])
     postfix = PostfixMx(free_ports(1)[0], ["remote.test"], users=[RITA, ERIN, DAVE])
     try:
         dns.start()

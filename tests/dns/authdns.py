@@ -137,11 +137,14 @@ def free_port() -> int:
 class AuthoritativeDns:
     """NSD serving `domains` (and their parent zone) on 127.0.0.1:`port` (UDP and TCP)."""
 
-    def __init__(self, workdir: Path, domains: list[MailDomain | Zone], parent: str = "test"):
+    def __init__(self, workdir: Path, domains: list[MailDomain | Zone], parent: str = "test",
+                 port: int | None = None):
         self.dir = workdir
         self.domains = domains
         self.parent = parent
-        self.port = free_port()
+        # Callers that also choose ports for other servers pass one from the same registry
+        # (tests/acceptance/conftest.py `free_ports`), so no port is chosen twice before use.
+        self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
         self.log_path = workdir / "nsd.log"
 
