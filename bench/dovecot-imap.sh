@@ -28,7 +28,7 @@
 #   security     Dovecot's default, service_count = 1: one login process per connection (it
 #                stays alive to proxy TLS), so two processes per connection.
 set -euo pipefail
-# `descendants`, shared with the Postfix scripts.
+# `stop_master`, shared with the Postfix scripts.
 # shellcheck source=../tests/postfix/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../tests/postfix/lib.sh"
 
@@ -192,22 +192,9 @@ master_pid() {
     tr -dc '0-9' <"$pidfile"
 }
 
-
 stop() {
     [ -d "$DIR" ] || return 0
-    local pid kids i
-    pid=$(master_pid) || return 0
-    [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 0
-    kids=$(descendants "$pid")
-    dovecot -c "$DIR/dovecot.conf" stop >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 100); do
-        [ -d "/proc/$pid" ] || break
-        sleep 0.1
-    done
-    for p in $pid $kids; do
-        [ -d "/proc/$p" ] && kill -KILL "$p" 2>/dev/null || true
-    done
-    return 0
+    stop_master "$DIR/run/master.pid" dovecot -c "$DIR/dovecot.conf" stop
 }
 
 case "${1:-}" in
