@@ -13,13 +13,9 @@ pub async fn alias(action: AliasAction) -> anyhow::Result<()> {
             account,
             data,
         } => {
-            let (address, domain) = normalize_address(&address)?;
             let store = DataDir::load(&data)?.open_store().await?;
-            // Resolution finds an alias before it looks at the domain, so an alias in someone
-            // else's domain would take their mail here and let the account send as them.
-            our_domain(&store, &domain).await?;
             let account = crate::users::account(&store, &account).await?;
-            store.meta().add_alias(&address, account.id).await?;
+            let address = store.add_alias(&address, account.id).await?;
             println!("added alias {address} -> {}", account.address);
         }
         AliasAction::List { data, domain } => {

@@ -257,6 +257,25 @@ impl MailStore {
         Ok(account)
     }
 
+    /// Adds an alias of `account_id`, normalised as RCPT TO resolution looks it up. Its domain
+    /// must be one of ours: resolution finds an alias before it looks at the domain, so an
+    /// alias in someone else's domain would take their mail here and let the account send as
+    /// them.
+    pub async fn add_alias(
+        &self,
+        address: &str,
+        account_id: AccountId,
+    ) -> Result<String, StoreError> {
+        let (address, domain) = normalize_address(address)?;
+        if self.meta.find_domain(&domain).await?.is_none() {
+            return Err(StoreError::NotFound(format!(
+                "domain {domain}: not one of our domains (add it first)"
+            )));
+        }
+        self.meta.add_alias(&address, account_id).await?;
+        Ok(address)
+    }
+
     pub async fn find_account(&self, address: &str) -> Result<Option<Account>, StoreError> {
         let (address, _) = normalize_address(address)?;
         self.meta.find_account(&address).await
@@ -566,7 +585,7 @@ impl MailStore {
     }
 
     /// The summary's envelope alone (IMAP FETCH ENVELOPE): the other fields are skipped
-    /// without being built, which halves the cost of decoding.
+    /// without being built.
     pub async fn envelope(&self, record: &MessageRecord) -> Result<Envelope, StoreError> {
         #[derive(serde::Deserialize)]
         struct EnvelopeOnly {

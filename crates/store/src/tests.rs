@@ -683,3 +683,24 @@ async fn attach_inline_blobs_fills_small_records_and_skips_large_or_missing_ones
     assert_eq!(store.message_bytes(&records[0]).await.unwrap(), bodies[0]);
     assert_eq!(store.message_bytes(&records[1]).await.unwrap(), bodies[1]);
 }
+
+#[tokio::test]
+async fn add_alias_normalises_the_address_and_refuses_foreign_domains() {
+    let fx = Fixture::new();
+    let (store, alice) = store_with_account(&fx).await;
+    assert_eq!(
+        store
+            .add_alias("Sales@Example.ORG", alice.id)
+            .await
+            .unwrap(),
+        "sales@example.org"
+    );
+    assert_eq!(
+        store.resolve_recipient("SALES@example.org").await.unwrap(),
+        Recipient::Local(alice.id)
+    );
+    assert!(matches!(
+        store.add_alias("sales@elsewhere.test", alice.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
