@@ -66,6 +66,10 @@ impl QueueSettings {
 }
 
 /// Where MX and address lookups go.
+///
+/// TODO: `postkeep_inbound_auth::DnsSettings` and its resolver configuration
+/// (`inbound-auth/src/resolver.rs`) are the same as this and `MxResolver::new`; both should
+/// come from one module (e.g. `postkeep-net`), built once from `[dns]` in `serve.rs`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DnsSettings {
     /// Nameservers as `ip:port`; empty: the system resolver (`/etc/resolv.conf`).
