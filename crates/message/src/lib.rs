@@ -6,6 +6,8 @@
 //! - ENVELOPE: [`Envelope`], RFC 9051 §7.5.2. Sender/Reply-To defaulting is done here.
 //! - BODYSTRUCTURE: [`BodyPart`] tree with byte offsets into the raw message for every part.
 //! - Threading: Message-ID, In-Reply-To, References, Date and the RFC 5256 base subject.
+//! - Content: [`TransferDecoder`], streaming lenient base64 and quoted-printable (RFC 2045 §6),
+//!   for IMAP BINARY and SEARCH.
 //!
 //! [`summarize`] is a thin wrapper over [`StreamingSummarizer`], which reads the message in
 //! chunks and keeps only header blocks and per-level state, so ingest never needs the whole
@@ -23,6 +25,7 @@ mod model;
 mod raw;
 mod stream;
 mod subject;
+mod transfer;
 pub mod wire;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -37,6 +40,7 @@ pub use body::{MAX_DEPTH, MAX_PARTS};
 pub use model::{Address, BodyPart, EmbeddedMessage, Envelope, MessageSummary};
 pub use stream::StreamingSummarizer;
 pub use subject::base_subject;
+pub use transfer::{Base64Decoder, Base64Leniency, QuotedPrintableDecoder, TransferDecoder};
 
 /// Summarises a raw RFC 5322 message. Best effort on malformed input; never panics.
 /// Same as feeding `raw` to a [`StreamingSummarizer`] in one chunk.

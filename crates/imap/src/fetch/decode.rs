@@ -1,11 +1,9 @@
 //! Streaming transformations of a section's bytes: undoing a transfer encoding for BINARY
 //! (RFC 3516) and subsetting a header for HEADER.FIELDS (RFC 9051 §6.4.5). Each is fed chunks
-//! and keeps only a few bytes of state, so a section is never needed whole.
+//! and keeps only a few bytes of state, so a section is never needed whole. The decoders are
+//! `postkeep-message`'s, shared with SEARCH.
 
-/// Longest run of spaces and tabs a quoted-printable decoder holds back to see whether it ends
-/// the line (and is dropped). RFC 5322 §2.1.1 lines are at most 998 octets; a longer run is
-/// content.
-const MAX_PENDING_SPACE: usize = 998;
+use postkeep_message::{Base64Decoder, Base64Leniency, QuotedPrintableDecoder, TransferDecoder};
 
 /// Longest field name a header filter buffers before deciding about a line. No real field name
 /// comes close; a line without a colon that long is kept or dropped as one unmatched field.
@@ -16,8 +14,7 @@ const MAX_FIELD_NAME: usize = 998;
 pub(super) enum Transform {
     /// 7BIT, 8BIT and BINARY: nothing to undo.
     Identity,
-    Base64(Base64),
-    QuotedPrintable(QuotedPrintable),
+    Decode(TransferDecoder),
     Fields(FieldFilter),
 }
 
@@ -27,8 +24,13 @@ impl Transform {
     pub(super) fn for_encoding(encoding: &str) -> Option<Self> {
         match encoding {
             "7BIT" | "8BIT" | "BINARY" => Some(Transform::Identity),
-            "BASE64" => Some(Transform::Base64(Base64::default())),
-            "QUOTED-PRINTABLE" => Some(Transform::QuotedPrintable(QuotedPrintable::default())),
+            // BINARY serves the part's content: a stray byte must not cut it short.
+            "BASE64" => Some(Transform::Decode(TransferDecoder::Base64(
+                Base64Decoder::new(Base64Leniency::SkipStrayBytes),
+            ))),
+            "QUOTED-PRINTABLE" => Some(Transform::Decode(TransferDecoder::QuotedPrintable(
+                QuotedPrintableDecoder::default(),
+            ))),
             _ => None,
         }
     }
@@ -41,8 +43,7 @@ impl Transform {
     pub(super) fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
         match self {
             Transform::Identity => out.extend_from_slice(input),
-            Transform::Base64(decoder) => decoder.feed(input, out),
-            Transform::QuotedPrintable(decoder) => input.iter().for_each(|&b| decoder.step(b, out)),
+            Transform::Decode(decoder) => decoder.feed(input, out),
             Transform::Fields(filter) => input.iter().for_each(|&b| filter.step(b, out)),
         }
     }
@@ -50,188 +51,11 @@ impl Transform {
     /// Ends the input, appending whatever was held back.
     pub(super) fn finish(&mut self, out: &mut Vec<u8>) {
         match self {
-            Transform::Identity | Transform::Base64(_) => {}
-            Transform::QuotedPrintable(decoder) => decoder.finish(out),
+            Transform::Identity => {}
+            Transform::Decode(decoder) => decoder.finish(out),
             Transform::Fields(filter) => filter.finish(out),
         }
     }
-}
-
-/// RFC 2045 §6.8 base64, leniently: characters outside the alphabet (line breaks, stray
-/// bytes) are skipped, `=` ends a quantum, a missing final padding is tolerated.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Base64 {
-    bits: u32,
-    count: u32,
-}
-
-impl Base64 {
-    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        for &byte in input {
-            let value = match byte {
-                b'A'..=b'Z' => byte - b'A',
-                b'a'..=b'z' => byte - b'a' + 26,
-                b'0'..=b'9' => byte - b'0' + 52,
-                b'+' => 62,
-                b'/' => 63,
-                b'=' => {
-                    // Padding: the bits left over from the quantum are not data.
-                    *self = Base64::default();
-                    continue;
-                }
-                _ => continue,
-            };
-            self.bits = (self.bits << 6) | u32::from(value);
-            self.count += 6;
-            if self.count >= 8 {
-                self.count -= 8;
-                out.push((self.bits >> self.count) as u8);
-                self.bits &= (1 << self.count) - 1;
-            }
-        }
-    }
-}
-
-/// RFC 2045 §6.7 quoted-printable: `=XX` escapes, soft line breaks (`=` at the end of a line,
-/// also when transport added spaces after it), and trailing spaces dropped (rule 3: they were
-/// added in transport). Malformed escapes are kept as they are.
-#[derive(Debug, Clone, Default)]
-pub(super) struct QuotedPrintable {
-    state: QpState,
-    /// Spaces and tabs held back: dropped if the line ends here.
-    space: Vec<u8>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-enum QpState {
-    #[default]
-    Text,
-    /// After a CR (held back with the spaces before it).
-    Cr,
-    /// After `=`.
-    Eq,
-    /// After `=` and one hex digit (kept as written).
-    EqHex(u8),
-    /// After `=` and spaces or tabs (in `space`).
-    EqSpace,
-    /// After `=`, maybe spaces, and CR.
-    EqCr,
-}
-
-impl QuotedPrintable {
-    fn step(&mut self, byte: u8, out: &mut Vec<u8>) {
-        match self.state {
-            QpState::Text => self.text(byte, out),
-            QpState::Cr => {
-                self.state = QpState::Text;
-                if byte == b'\n' {
-                    self.space.clear();
-                    out.extend_from_slice(b"\r\n");
-                } else {
-                    self.flush_space(out);
-                    out.push(b'\r');
-                    self.text(byte, out);
-                }
-            }
-            QpState::Eq => match byte {
-                b' ' | b'\t' => {
-                    self.space.push(byte);
-                    self.state = QpState::EqSpace;
-                }
-                b'\r' => self.state = QpState::EqCr,
-                b'\n' => self.state = QpState::Text,
-                _ if hex(byte).is_some() => self.state = QpState::EqHex(byte),
-                _ => {
-                    self.state = QpState::Text;
-                    out.push(b'=');
-                    self.text(byte, out);
-                }
-            },
-            QpState::EqHex(first) => {
-                self.state = QpState::Text;
-                match (hex(first), hex(byte)) {
-                    (Some(high), Some(low)) => out.push(high << 4 | low),
-                    _ => {
-                        out.extend_from_slice(&[b'=', first]);
-                        self.text(byte, out);
-                    }
-                }
-            }
-            QpState::EqSpace => match byte {
-                b' ' | b'\t' if self.space.len() < MAX_PENDING_SPACE => self.space.push(byte),
-                b'\r' => self.state = QpState::EqCr,
-                b'\n' => self.soft_break(),
-                _ => self.broken_soft_break(&[], byte, out),
-            },
-            QpState::EqCr => match byte {
-                b'\n' => self.soft_break(),
-                _ => self.broken_soft_break(b"\r", byte, out),
-            },
-        }
-    }
-
-    fn text(&mut self, byte: u8, out: &mut Vec<u8>) {
-        match byte {
-            b' ' | b'\t' => {
-                if self.space.len() >= MAX_PENDING_SPACE {
-                    self.flush_space(out);
-                }
-                self.space.push(byte);
-            }
-            b'\r' => self.state = QpState::Cr,
-            b'\n' => {
-                self.space.clear();
-                out.push(b'\n');
-            }
-            b'=' => {
-                self.flush_space(out);
-                self.state = QpState::Eq;
-            }
-            _ => {
-                self.flush_space(out);
-                out.push(byte);
-            }
-        }
-    }
-
-    fn soft_break(&mut self) {
-        self.space.clear();
-        self.state = QpState::Text;
-    }
-
-    /// `=`, spaces and `tail` that turned out not to end the line: kept as written.
-    fn broken_soft_break(&mut self, tail: &[u8], byte: u8, out: &mut Vec<u8>) {
-        out.push(b'=');
-        self.flush_space(out);
-        out.extend_from_slice(tail);
-        self.state = QpState::Text;
-        self.text(byte, out);
-    }
-
-    fn flush_space(&mut self, out: &mut Vec<u8>) {
-        out.append(&mut self.space);
-    }
-
-    fn finish(&mut self, out: &mut Vec<u8>) {
-        match self.state {
-            // The end of the data ends the last line: its trailing spaces go, and so does a
-            // final soft line break.
-            QpState::Text | QpState::Eq | QpState::EqSpace | QpState::EqCr => {}
-            QpState::Cr => {
-                self.flush_space(out);
-                out.push(b'\r');
-            }
-            QpState::EqHex(first) => out.extend_from_slice(&[b'=', first]),
-        }
-        *self = QuotedPrintable::default();
-    }
-}
-
-fn hex(byte: u8) -> Option<u8> {
-    // RFC 2045 §6.7 asks for upper case; lower case is common enough to accept.
-    (byte as char)
-        .to_digit(16)
-        .and_then(|d| u8::try_from(d).ok())
 }
 
 /// HEADER.FIELDS / HEADER.FIELDS.NOT (RFC 9051 §6.4.5): keeps the fields whose names match
