@@ -556,7 +556,8 @@ def greeted_plain_imap(srv) -> socket.socket | None:
 
 def test_connections_over_configured_per_ip_cap_are_refused(make_server):
     """[imap] max_connections_per_ip = 2 (default 50) reaches the server: with one imaps and
-    one imap connection open, a third from the same address is turned away."""
+    one imap connection open, a third from the same address is turned away: told why on the
+    plain port, closed before any TLS on imaps."""
     srv = start_imap_server(make_server, imap={"max_connections_per_ip": 2})
     held = [RawImap.tls(srv).sock]
     try:
@@ -565,10 +566,17 @@ def test_connections_over_configured_per_ip_cap_are_refused(make_server):
         held.append(wait_for(lambda: greeted_plain_imap(srv), "a second IMAP connection admitted"))
         extra, first = first_bytes_on_plain_imap(srv)
         extra.close()
-        # Over the cap the connection is dropped at accept (crates/net); an untagged BYE
-        # greeting (RFC 9051 §7.1.5) would be an equally clear refusal.
-        assert first == b"" or first.startswith(b"* BYE"), (
+        # RFC 9051 §7.1.5: a BYE greeting refuses the connection; RFC 5530: temporarily.
+        assert first == b"* BYE [UNAVAILABLE] Too many connections\r\n", (
             f"3rd connection with max_connections_per_ip=2 got: {first!r}")
+        # A TLS handshake for a refused connection would be work an attacker could cause.
+        extra = socket.create_connection((HOST, srv.ports["imaps"]), timeout=30)
+        try:
+            assert extra.recv(1024) == b"", "imaps over the cap must close without a word"
+        except ConnectionResetError:
+            pass
+        finally:
+            extra.close()
         # Closing one frees its slot: the refusal was the cap, not a broken listener.
         held.pop().close()
         held.append(wait_for(lambda: greeted_plain_imap(srv), "a slot freed by a closed connection"))

@@ -1,52 +1,80 @@
-"""POP3 over implicit TLS (RFC 1939, RFC 2449 CAPA, RFC 5034 AUTH PLAIN) with Python's poplib
-against the real binary: retrieval equals the stored wire form, DELE only takes effect at QUIT,
-the maildrop lock, UIDL stability and the TLS 1.3-only listener."""
+"""POP3 (RFC 1939, RFC 2449 CAPA, RFC 5034 AUTH PLAIN) with Python's poplib and curl against the
+real binary, over implicit TLS (`pop3s`) and STLS (RFC 2595 §4) on the plain `pop3` port:
+retrieval equals the stored wire form, DELE only takes effect at QUIT, the maildrop lock, UIDL
+stability, the TLS 1.3-only listener, no login before STLS, no plaintext command injection
+behind STLS, and the refusal of connections over the cap."""
 
 import base64
 import poplib
+import re
+import socket
 import ssl
 import time
 
 import pytest
 
-from conftest import DOMAIN, HOST, PASSWORD, make_message, with_token
+from conftest import DOMAIN, HOST, PASSWORD, make_message, set_toml_value, wait_for, with_token
 from imap_helpers import enable_listeners
+from test_imap_clients import curl
 
 ALICE = f"alice@{DOMAIN}"
 LOGIN_RETRY = 15.0
+STLS_REQUIRED = rb"^-ERR \[AUTH\] .*STLS"
 
 
-def enable_pop3s(srv) -> None:
-    """Makes sure `pop3s` is on (the dev config has it; older configs may not)."""
-    enable_listeners(srv, "pop3s")
-
-
-@pytest.fixture
-def pop_server(make_server):
+def start_pop_server(make_server, pop3: dict | None = None):
+    """A running server with `pop3s` and `pop3` on (the dev config has both; older configs may
+    not); `pop3` overrides [pop3] keys."""
     srv = make_server(start=False)
-    enable_pop3s(srv)
+    enable_listeners(srv, "pop3s", "pop3")
+    text = srv.config_text()
+    for key, value in (pop3 or {}).items():
+        text = set_toml_value(text, "pop3", key, str(value))
+    srv.config_path.write_text(text)
     srv.start()
     return srv
 
 
-def connect(srv, ctx: ssl.SSLContext | None = None) -> poplib.POP3_SSL:
-    ctx = ctx or srv.tls_context()
+@pytest.fixture
+def pop_server(make_server):
+    return start_pop_server(make_server)
+
+
+def until_listening(open_connection):
+    """serve binds the POP3 listeners just after the SMTP one the harness waits for."""
     deadline = time.monotonic() + 30
     while True:
         try:
-            return poplib.POP3_SSL(HOST, srv.ports["pop3s"], context=ctx, timeout=60)
+            return open_connection()
         except ConnectionRefusedError:
-            # serve binds pop3s just after the SMTP listener the harness waits for.
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
 
 
-def login(srv, user: str = ALICE, password: str = PASSWORD) -> poplib.POP3_SSL:
-    """USER/PASS; retries while a just-dropped session still holds the maildrop lock."""
+def connect(srv, ctx: ssl.SSLContext | None = None) -> poplib.POP3_SSL:
+    ctx = ctx or srv.tls_context()
+    return until_listening(lambda: poplib.POP3_SSL(HOST, srv.ports["pop3s"], context=ctx,
+                                                   timeout=60))
+
+
+def connect_plain(srv) -> poplib.POP3:
+    return until_listening(lambda: poplib.POP3(HOST, srv.ports["pop3"], timeout=60))
+
+
+def connect_stls(srv) -> poplib.POP3:
+    """The plain port, upgraded with STLS (poplib checks that CAPA offers it)."""
+    p = connect_plain(srv)
+    assert p.stls(srv.tls_context()).startswith(b"+OK")
+    return p
+
+
+def login(srv, user: str = ALICE, password: str = PASSWORD, via=connect) -> poplib.POP3:
+    """USER/PASS on a connection from `via`; retries while a just-dropped session still holds
+    the maildrop lock."""
     deadline = time.monotonic() + LOGIN_RETRY
     while True:
-        p = connect(srv)
+        p = via(srv)
         p.user(user)
         try:
             p.pass_(password)
@@ -185,6 +213,7 @@ def test_capa_advertises_rfc_2449_capabilities(pop_server):
     for cap in ("TOP", "UIDL", "USER", "SASL", "RESP-CODES", "PIPELINING", "AUTH-RESP-CODE"):
         assert cap in caps, caps
     assert caps["SASL"] == ["PLAIN"]
+    assert "STLS" not in caps, caps  # already TLS
     p.quit()
 
 
@@ -203,3 +232,137 @@ def test_overlong_command_gets_err_not_a_crash(pop_server):
         p._shortcmd("NOOP " + "x" * 400)
     assert p.capa()  # still serving
     p.quit()
+
+
+# ----------------------------------------------------------------------------- STLS (RFC 2595)
+
+
+def test_stls_then_user_pass_retr_serves_the_stored_message(pop_server):
+    body = b"over STLS\r\n.a dot line\r\nend\r\n"
+    pop_server.send([ALICE], make_message("pop-stls", body=body))
+    original = stored(pop_server, "pop-stls")
+    plain = connect_plain(pop_server)
+    before = plain.capa()
+    # Only STLS is offered for logging in (as Dovecot with disable_plaintext_auth).
+    assert "STLS" in before and "USER" not in before and "SASL" not in before, before
+    assert plain.stls(pop_server.tls_context()).startswith(b"+OK")
+    after = plain.capa()
+    assert "STLS" not in after and "USER" in after and after.get("SASL") == ["PLAIN"], after
+    with pytest.raises(poplib.error_proto, match="already active"):
+        plain._shortcmd("STLS")
+    plain.quit()
+
+    p = login(pop_server, via=connect_stls)
+    try:
+        assert p.stat() == (1, len(original))
+        _, lines, _ = p.retr(1)  # poplib removes the dot-stuffing
+        assert b"\r\n".join(lines) + b"\r\n" == original
+    finally:
+        p.quit()
+
+
+def test_plain_pop3_refuses_every_login_before_stls(pop_server):
+    p = connect_plain(pop_server)
+    token = base64.b64encode(f"\0{ALICE}\0{PASSWORD}".encode()).decode()
+    for command in (f"USER {ALICE}", f"PASS {PASSWORD}", f"AUTH PLAIN {token}", "AUTH PLAIN",
+                    f"APOP {ALICE} c4c9334bac560ecc979e58001b3e22fb"):
+        with pytest.raises(poplib.error_proto) as refused:
+            p._shortcmd(command)
+        assert re.match(STLS_REQUIRED, refused.value.args[0]), (command, refused.value.args)
+    # The refusals are policy, not a broken session: STLS and a login still work after them.
+    assert p.stls(pop_server.tls_context()).startswith(b"+OK")
+    p.user(ALICE)
+    assert p.pass_(PASSWORD).startswith(b"+OK")
+    p.quit()
+
+
+def read_line(sock: socket.socket) -> bytes:
+    """One CRLF line, read byte by byte so nothing after it is consumed."""
+    line = b""
+    while not line.endswith(b"\r\n"):
+        byte = sock.recv(1)
+        assert byte, f"connection closed after {line!r}"
+        line += byte
+    return line
+
+
+def read_to_eof(sock: socket.socket) -> bytes:
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data
+
+
+def test_plaintext_pipelined_after_stls_is_discarded_not_run_over_tls(pop_server):
+    """CVE-2011-0411: a man in the middle appends a command to the client's STLS in the same
+    plaintext segment; the server must not answer it once TLS is up."""
+    sock = until_listening(
+        lambda: socket.create_connection((HOST, pop_server.ports["pop3"]), timeout=60))
+    try:
+        assert read_line(sock).startswith(b"+OK")
+        sock.sendall(b"STLS\r\nCAPA\r\n")  # one write: one read on the server
+        assert read_line(sock) == b"+OK Begin TLS negotiation\r\n"
+        tls = pop_server.tls_context().wrap_socket(sock, server_hostname="localhost")
+        tls.sendall(b"QUIT\r\n")
+        # An executed CAPA would put its listing over TLS before the reply to QUIT.
+        assert read_to_eof(tls) == b"+OK Bye\r\n"
+    finally:
+        sock.close()
+
+
+def test_curl_pop3_with_stls_lists_and_retrieves(pop_server):
+    pop_server.send([ALICE], make_message("curl-stls"))
+    original = stored(pop_server, "curl-stls")
+    until_listening(lambda: socket.create_connection((HOST, pop_server.ports["pop3"])).close())
+    base = f"pop3://localhost:{pop_server.ports['pop3']}"
+    listing = curl(pop_server, f"{base}/", "--ssl-reqd")
+    assert re.search(rb"^> STLS\r?$", listing.stderr, re.M), listing.stderr
+    assert listing.stdout.splitlines() == [f"1 {len(original)}".encode()], listing.stdout
+    retr = curl(pop_server, f"{base}/1", "--ssl-reqd")
+    assert retr.stdout == original
+
+
+# ----------------------------------------------------------------------------- connection caps
+
+
+def first_bytes(srv, listener: str) -> tuple[socket.socket, bytes]:
+    """A TCP connection to `listener` and what the server sent first (b"" if it closed)."""
+    sock = until_listening(lambda: socket.create_connection((HOST, srv.ports[listener]),
+                                                            timeout=30))
+    try:
+        return sock, sock.recv(1024)
+    except ConnectionResetError:
+        return sock, b""
+
+
+def greeted_plain_pop3(srv) -> socket.socket | None:
+    """A plaintext connection the server admitted (greeted with +OK), or None if refused."""
+    sock, first = first_bytes(srv, "pop3")
+    if first.startswith(b"+OK"):
+        return sock
+    sock.close()
+    return None
+
+
+def test_connection_over_the_cap_is_told_on_pop3_and_closed_silently_on_pop3s(make_server):
+    """[pop3] max_connections_per_ip = 1, shared by both listeners: with one plain connection
+    open, another on pop3 is told why (RFC 3206 SYS/TEMP) and one on pop3s is closed before
+    any TLS, which a refused connection is not worth."""
+    srv = start_pop_server(make_server, pop3={"max_connections_per_ip": 1})
+    held = wait_for(lambda: greeted_plain_pop3(srv), "a first POP3 connection admitted")
+    try:
+        sock, first = first_bytes(srv, "pop3")
+        refusal = first + read_to_eof(sock)
+        sock.close()
+        assert refusal == b"-ERR [SYS/TEMP] Too many connections\r\n", refusal
+        sock, first = first_bytes(srv, "pop3s")
+        sock.close()
+        assert first == b"", f"pop3s over the cap sent {first!r}"
+        # Closing the held one frees its slot: the refusal was the cap, not a broken listener.
+        held.close()
+        held = wait_for(lambda: greeted_plain_pop3(srv), "a slot freed by a closed connection")
+    finally:
+        held.close()

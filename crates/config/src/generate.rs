@@ -15,8 +15,9 @@ pub fn dev_config(hostname: &str, ports_base: u16) -> String {
         ("submissions", port(2)),
         ("imap", port(3)),
         ("imaps", port(4)),
-        ("pop3s", port(5)),
-        ("https", port(6)),
+        ("pop3", port(5)),
+        ("pop3s", port(6)),
+        ("https", port(7)),
     ];
     render(
         hostname,
@@ -36,6 +37,7 @@ pub fn default_config(hostname: &str) -> String {
         ("submissions", 465),
         ("imap", 143),
         ("imaps", 993),
+        ("pop3", 110),
         ("pop3s", 995),
         ("https", 443),
     ];
@@ -49,7 +51,14 @@ pub fn default_config(hostname: &str) -> String {
 }
 
 /// Listeners this version serves; the others are written commented out.
-const AVAILABLE: [&str; 5] = ["submission", "submissions", "imap", "imaps", "pop3s"];
+const AVAILABLE: [&str; 6] = [
+    "submission",
+    "submissions",
+    "imap",
+    "imaps",
+    "pop3",
+    "pop3s",
+];
 
 fn render(
     hostname: &str,
@@ -139,7 +148,8 @@ max_connections = {imap_max_connections}
 # Simultaneous connections from one IP address (Dovecot counts per user and IP instead).
 max_connections_per_ip = {imap_max_connections_per_ip}
 
-# Mail read over POP3 (pop3s, TLS).
+# Mail read over POP3 (pop3 with STLS, pop3s with TLS); both listeners share these caps,
+# counted per connection from the moment it is accepted, before login.
 [pop3]
 # Simultaneous connections over all clients.
 max_connections = {pop3_max_connections}

@@ -75,6 +75,8 @@ pub struct Listen {
     #[serde(default, deserialize_with = "listen::deserialize")]
     pub imaps: Option<SocketAddr>,
     #[serde(default, deserialize_with = "listen::deserialize")]
+    pub pop3: Option<SocketAddr>,
+    #[serde(default, deserialize_with = "listen::deserialize")]
     pub pop3s: Option<SocketAddr>,
     #[serde(default, deserialize_with = "listen::deserialize")]
     pub https: Option<SocketAddr>,
@@ -82,12 +84,13 @@ pub struct Listen {
 
 impl Listen {
     /// Listener names in file order, as accepted under `[listen]`.
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         "smtp",
         "submission",
         "submissions",
         "imap",
         "imaps",
+        "pop3",
         "pop3s",
         "https",
     ];
@@ -100,6 +103,7 @@ impl Listen {
             self.submissions,
             self.imap,
             self.imaps,
+            self.pop3,
             self.pop3s,
             self.https,
         ];
@@ -291,7 +295,8 @@ impl Default for Imap {
     }
 }
 
-/// Connection caps of the POP3 server (`pop3s` listener), counted from accept like [`Imap`]'s.
+/// Connection caps of the POP3 server, shared by the `pop3` and `pop3s` listeners, counted from
+/// accept like [`Imap`]'s.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Pop3 {

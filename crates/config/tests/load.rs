@@ -85,6 +85,7 @@ submission = "[::1]:587"
 submissions = "[::]:465"
 imap = "127.0.0.1:143"
 imaps = "127.0.0.1:993"
+pop3 = "127.0.0.1:110"
 pop3s = "127.0.0.1:995"
 https = "127.0.0.1:443"
 [tls]
@@ -135,7 +136,8 @@ level = "debug"
     assert_eq!(config.listen.submission, Some(addr("[::1]:587")));
     assert_eq!(config.listen.submissions, Some(addr("[::]:465")));
     assert_eq!(config.listen.https, Some(addr("127.0.0.1:443")));
-    assert_eq!(config.listen.enabled().len(), 7);
+    assert_eq!(config.listen.pop3, Some(addr("127.0.0.1:110")));
+    assert_eq!(config.listen.enabled().len(), 8);
     assert_eq!(config.tls.cert, PathBuf::from("/etc/certs/fullchain.pem"));
     assert_eq!(config.encryption.key_scope, KeyScope::Domain);
     assert_eq!(
@@ -257,7 +259,7 @@ fn unknown_listener_lists_valid_names() {
     assert_eq!(
         shown,
         "/data/postkeep.toml:3: key `listen.smtpp`: unknown listener; expected one of smtp, \
-         submission, submissions, imap, imaps, pop3s, https"
+         submission, submissions, imap, imaps, pop3, pop3s, https"
     );
 }
 
@@ -639,7 +641,8 @@ fn dev_config_loads_back_with_loopback_listener() {
             ("submissions", addr("127.0.0.1:2527")),
             ("imap", addr("127.0.0.1:2528")),
             ("imaps", addr("127.0.0.1:2529")),
-            ("pop3s", addr("127.0.0.1:2530")),
+            ("pop3", addr("127.0.0.1:2530")),
+            ("pop3s", addr("127.0.0.1:2531")),
         ]
     );
     assert_eq!(config.tls.cert, PathBuf::from("tls/cert.pem"));
@@ -654,7 +657,7 @@ fn dev_config_loads_back_with_loopback_listener() {
     // Local test senders cannot pass SPF/DKIM: verification is off in a development setup.
     assert_eq!(config.inbound_auth, InboundAuth { enabled: false });
     // Listeners not built yet are shown to the user, commented out, on the following ports.
-    assert!(text.contains("# https = \"127.0.0.1:2531\"\n"), "{text}");
+    assert!(text.contains("# https = \"127.0.0.1:2532\"\n"), "{text}");
 }
 
 #[test]
@@ -670,6 +673,7 @@ fn default_config_loads_back_with_port_25() {
             ("submissions", addr("0.0.0.0:465")),
             ("imap", addr("0.0.0.0:143")),
             ("imaps", addr("0.0.0.0:993")),
+            ("pop3", addr("0.0.0.0:110")),
             ("pop3s", addr("0.0.0.0:995")),
         ]
     );

@@ -116,9 +116,18 @@ impl ImapServer {
         let span = tracing::info_span!("imap", peer = %peer.ip().to_canonical());
         let shutdown = shutdown.clone();
         let implicit = security == Security::ImplicitTls;
+        // RFC 9051 §7.1.5: a BYE greeting refuses the connection; RFC 5530 UNAVAILABLE says
+        // the refusal is temporary.
+        let refusal: &'static [u8] = b"* BYE [UNAVAILABLE] Too many connections\r\n";
         let limits = Arc::clone(&self.limits);
-        postkeep_net::spawn_session(&limits, stream, peer, span, tasks, move |stream| {
-            crate::session::run(self, stream, peer, implicit, shutdown)
-        });
+        postkeep_net::spawn_session(
+            &limits,
+            stream,
+            peer,
+            span,
+            tasks,
+            (!implicit).then_some(refusal),
+            move |stream| crate::session::run(self, stream, peer, implicit, shutdown),
+        );
     }
 }

@@ -1,8 +1,10 @@
-//! What every listener shares, whatever its protocol (SMTP, POP3, IMAP later): admission
-//! control by connection counts, the accept loop, and a bounded TLS handshake.
+//! What every listener shares, whatever its protocol (SMTP, POP3, IMAP): admission control by
+//! connection counts (with a refusal line on plaintext listeners), the accept loop, and a
+//! bounded TLS handshake.
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -12,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
-use tracing::{info, warn, Instrument};
+use tracing::{debug, info, warn, Instrument};
 
 /// Accepts connections until `shutdown` becomes true (or its sender is dropped), handing each
 /// to `admit`, which spawns its session into the set. Returns the sessions still running, for
@@ -47,21 +49,29 @@ where
     tasks
 }
 
-/// Starts the session of an accepted connection: counted against `limits` (a connection over
-/// them is dropped with a log line: before TLS there is no channel to say why), run under
-/// `span` with its outcome logged. `session` builds the session's future from the stream.
+/// Starts the session of an accepted connection: counted against `limits`, run under `span`
+/// with its outcome logged. `session` builds the session's future from the stream.
+///
+/// A connection over the limits is closed with a log line. `refusal` is the line it is told
+/// first on a plaintext listener (e.g. an IMAP `* BYE`); implicit-TLS listeners pass `None`:
+/// before a handshake there is no channel to say why, and a handshake for a refused
+/// connection would be work an attacker could make the server do.
 pub fn spawn_session<F>(
     limits: &Arc<ConnectionLimits>,
     stream: TcpStream,
     peer: SocketAddr,
     span: tracing::Span,
     tasks: &mut JoinSet<()>,
+    refusal: Option<&'static [u8]>,
     session: impl FnOnce(TcpStream) -> F,
 ) where
     F: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
 {
     let Some(permit) = limits.try_acquire(peer.ip().to_canonical()) else {
         info!(parent: &span, "connection refused: too many connections");
+        if let Some(line) = refusal {
+            refuse(stream, line);
+        }
         return;
     };
     let _ = stream.set_nodelay(true);
@@ -76,6 +86,22 @@ pub fn spawn_session<F>(
         }
         .instrument(span),
     );
+}
+
+/// Writes `line` to a refused connection and closes it, in one non-blocking write: the send
+/// buffer of a just-accepted socket takes a short line whole, so this never waits on the
+/// client, never stalls the accept loop, and holds no task, timer or descriptor afterwards
+/// (a flood of refused connections costs nothing more than their accept).
+fn refuse(stream: TcpStream, line: &[u8]) {
+    // `into_std` keeps the socket non-blocking; a failure here only loses the courtesy line.
+    match stream.into_std() {
+        Ok(stream) => {
+            if let Err(err) = (&stream).write(line) {
+                debug!(error = %err, "cannot tell a refused connection why");
+            }
+        }
+        Err(err) => debug!(error = %err, "cannot tell a refused connection why"),
+    }
 }
 
 /// Waits up to `grace` for the sessions to end, then aborts the rest.
@@ -215,6 +241,49 @@ mod tests {
         assert!(limits.try_acquire(B).is_some());
         drop(a1);
         assert!(limits.try_acquire(A).is_some());
+    }
+
+    /// What a client over the cap reads before the server closes: `refusal`'s line, then EOF.
+    async fn read_by_connection_over_cap(refusal: Option<&'static [u8]>) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = Arc::new(ConnectionLimits::new(1, 0));
+        let _held = limits.try_acquire(A).unwrap();
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let mut tasks = JoinSet::new();
+        spawn_session(
+            &limits,
+            stream,
+            peer,
+            tracing::Span::none(),
+            &mut tasks,
+            refusal,
+            |_| async { panic!("a session was started over the cap") },
+        );
+        assert!(
+            tasks.is_empty(),
+            "a refused connection must not hold a task"
+        );
+        let mut read = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut read))
+            .await
+            .expect("the refused connection was not closed")
+            .unwrap();
+        read
+    }
+
+    #[tokio::test]
+    async fn connection_over_cap_is_told_the_refusal_line_then_closed() {
+        let line = b"* BYE [UNAVAILABLE] Too many connections\r\n";
+        assert_eq!(read_by_connection_over_cap(Some(line)).await, line);
+    }
+
+    #[tokio::test]
+    async fn connection_over_cap_without_refusal_line_is_closed_silently() {
+        assert_eq!(read_by_connection_over_cap(None).await, b"");
     }
 
     #[test]

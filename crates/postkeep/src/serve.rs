@@ -11,7 +11,7 @@ use postkeep_config::Config;
 use postkeep_delivery::Deliverer;
 use postkeep_imap::{ImapServer, ImapSettings, Security};
 use postkeep_outbound::{DnsSettings as QueueDns, Queue, QueueSettings};
-use postkeep_pop3::{Pop3Server, Pop3Settings};
+use postkeep_pop3::{Pop3Server, Pop3Settings, Security as Pop3Security};
 use postkeep_smtp::{Mode, Security as SmtpSecurity, SmtpServer, SmtpSettings};
 use postkeep_store::{BlobArea, MailStore};
 use postkeep_submission::{Submission, SubmissionSettings};
@@ -111,12 +111,13 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
             println!("{name}: listening on {addr}");
         }
     }
-    if let Some(addr) = listen.pop3s {
-        let tls = load_tls13(&dir)?
-            .with_context(|| format!("pop3s on {addr} needs a TLS certificate in [tls]"))?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen for pop3s on {addr}"))?;
+    let pop3_listeners = [
+        (listen.pop3s, Pop3Security::ImplicitTls),
+        (listen.pop3, Pop3Security::StartTls),
+    ];
+    if pop3_listeners.iter().any(|(addr, _)| addr.is_some()) {
+        let tls = load_tls13(&dir)?.context("pop3 and pop3s need a TLS certificate in [tls]")?;
+        // One server for both ports: one connection cap, one set of per-IP limits.
         let server = Arc::new(Pop3Server::new(
             Pop3Settings {
                 max_connections: dir.config.pop3.max_connections as usize,
@@ -127,8 +128,19 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
             Arc::clone(&auth),
             tls,
         ));
-        servers.spawn(server.serve(listener, shutdown_rx.clone()));
-        println!("pop3s: listening on {addr}");
+        for (addr, security) in pop3_listeners {
+            let Some(addr) = addr else { continue };
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for POP3 on {addr}"))?;
+            servers.spawn(Arc::clone(&server).serve(listener, security, shutdown_rx.clone()));
+            let name = if security == Pop3Security::ImplicitTls {
+                "pop3s"
+            } else {
+                "pop3 (STLS)"
+            };
+            println!("{name}: listening on {addr}");
+        }
     }
     let imap_listeners = [
         (listen.imaps, Security::ImplicitTls),
@@ -165,7 +177,7 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
     for (name, addr) in listen.enabled() {
         if !matches!(
             name,
-            "smtp" | "submission" | "submissions" | "pop3s" | "imap" | "imaps"
+            "smtp" | "submission" | "submissions" | "pop3" | "pop3s" | "imap" | "imaps"
         ) {
             tracing::warn!(listener = name, %addr, "listener configured but not available in this version");
         }

@@ -57,6 +57,12 @@ impl LineFramer {
         }
     }
 
+    /// Drops every buffered byte not framed yet; returns how many there were.
+    pub fn discard(&mut self) -> usize {
+        self.discarding = false;
+        std::mem::take(&mut self.buf).len()
+    }
+
     /// True when no unprocessed bytes are buffered.
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()

@@ -67,6 +67,9 @@ pub enum Action {
     Update { expunge: Vec<u32> },
     /// Send these bytes and close the connection without touching the maildrop.
     Close(String),
+    /// RFC 2595 §4 STLS: send these bytes, discard whatever the client sent after the STLS
+    /// line, negotiate TLS and call [`Session::tls_started`]; close if the handshake fails.
+    StartTls(String),
 }
 
 #[derive(Debug)]
@@ -90,18 +93,38 @@ struct Transaction {
 #[derive(Debug)]
 pub struct Session {
     state: State,
+    /// False on the plain `pop3` listener until STLS succeeds: no login is allowed then.
+    tls: bool,
     errors: u32,
     max_errors: u32,
 }
 
 impl Session {
-    /// `max_errors`: bad commands and failed logins before the session is closed (0 = no cap).
+    /// A session over TLS (`pop3s`). `max_errors`: bad commands and failed logins before the
+    /// session is closed (0 = no cap).
     pub fn new(max_errors: u32) -> Self {
         Self {
             state: State::Authorization { user: None },
+            tls: true,
             errors: 0,
             max_errors,
         }
+    }
+
+    /// A session on the plain `pop3` listener: until STLS, every way of logging in is refused
+    /// (as Dovecot's `disable_plaintext_auth`), so no password ever crosses the wire in clear.
+    pub fn plaintext(max_errors: u32) -> Self {
+        Self {
+            tls: false,
+            ..Self::new(max_errors)
+        }
+    }
+
+    /// TLS is now active after STLS; RFC 2595 §4: the session stays in AUTHORIZATION and
+    /// forgets anything learned before (nothing can have been, logins being refused).
+    pub fn tls_started(&mut self) {
+        self.tls = true;
+        self.state = State::Authorization { user: None };
     }
 
     pub fn greeting() -> String {
@@ -160,7 +183,12 @@ impl Session {
         match verb.as_str() {
             "CAPA" => self.reply(self.capabilities()),
             "QUIT" => self.quit(),
+            "STLS" => self.stls(args),
             _ if matches!(self.state, State::Transaction(_)) => self.transaction(&verb, args),
+            // RFC 3206 §4 AUTH: the credentials were refused, here before being looked at.
+            "USER" | "PASS" | "AUTH" | "APOP" if !self.tls => {
+                self.error("-ERR [AUTH] Plaintext login is disabled: use STLS to start TLS first")
+            }
             "USER" => self.user(args),
             "PASS" => self.pass(args),
             "AUTH" => self.auth(args),
@@ -205,10 +233,13 @@ impl Session {
         })
     }
 
+    /// RFC 2449 §5. Before TLS, STLS replaces USER and SASL: logging in is refused then.
     fn capabilities(&self) -> String {
         let mut caps = String::from("+OK Capability list follows\r\n");
         caps.push_str("TOP\r\nUIDL\r\n");
-        if !self.in_transaction() {
+        if !self.tls {
+            caps.push_str("STLS\r\n");
+        } else if !self.in_transaction() {
             caps.push_str("USER\r\nSASL PLAIN\r\n");
         }
         caps.push_str("RESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n.\r\n");
@@ -246,6 +277,20 @@ impl Session {
     }
 
     // ---------------------------------------------------------------- AUTHORIZATION
+
+    /// RFC 2595 §4: STLS takes no argument and is only valid in AUTHORIZATION, once.
+    fn stls(&mut self, args: &str) -> Action {
+        if !matches!(self.state, State::Authorization { .. }) {
+            return self.error("-ERR STLS is only allowed in the AUTHORIZATION state");
+        }
+        if self.tls {
+            return self.error("-ERR TLS is already active");
+        }
+        if let Err(text) = no_args(args) {
+            return self.error(text);
+        }
+        Action::StartTls("+OK Begin TLS negotiation\r\n".to_string())
+    }
 
     fn user(&mut self, args: &str) -> Action {
         let name = args.trim();

@@ -190,6 +190,94 @@ fn capa_lists_rfc_2449_capabilities_and_drops_login_ones_after_login() {
     assert!(!caps.contains("USER") && caps.contains("UIDL"));
 }
 
+/// The capability lines of a CAPA reply, without the status line and the terminator.
+fn capa(s: &mut Session) -> Vec<String> {
+    let text = reply(s.line(b"CAPA"));
+    let body = text
+        .strip_prefix("+OK Capability list follows\r\n")
+        .and_then(|t| t.strip_suffix(".\r\n"))
+        .unwrap_or_else(|| panic!("malformed CAPA reply: {text:?}"));
+    body.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn capa_offers_stls_instead_of_logins_before_tls_and_logins_after() {
+    let mut s = Session::plaintext(0);
+    let before = capa(&mut s);
+    assert!(before.contains(&"STLS".to_string()), "{before:?}");
+    // As Dovecot with disable_plaintext_auth: no login is offered where none is allowed.
+    assert!(
+        !before.iter().any(|c| c == "USER" || c.starts_with("SASL")),
+        "{before:?}"
+    );
+    assert!(matches!(s.line(b"STLS"), Action::StartTls(t) if t.starts_with("+OK")));
+    s.tls_started();
+    let after = capa(&mut s);
+    assert!(!after.contains(&"STLS".to_string()), "{after:?}");
+    assert!(after.contains(&"USER".to_string()) && after.contains(&"SASL PLAIN".to_string()));
+    // Implicit TLS never offers STLS.
+    assert!(!capa(&mut Session::new(0)).contains(&"STLS".to_string()));
+}
+
+#[test]
+fn every_login_command_before_stls_is_refused_with_the_auth_code() {
+    let mut s = Session::plaintext(0);
+    for cmd in [
+        &b"USER alice@example.org"[..],
+        b"PASS secret",
+        b"AUTH PLAIN AGFsaWNlQGV4YW1wbGUub3JnAHNlY3JldA==",
+        b"AUTH PLAIN",
+        b"AUTH",
+        b"apop alice@example.org c4c9334bac560ecc979e58001b3e22fb",
+    ] {
+        let text = reply(s.line(cmd));
+        assert!(
+            text.starts_with("-ERR [AUTH] ") && text.contains("STLS"),
+            "{cmd:?}: {text}"
+        );
+    }
+    // Nothing was remembered from the refused USER: after TLS, PASS still needs USER.
+    assert!(matches!(s.line(b"STLS"), Action::StartTls(_)));
+    s.tls_started();
+    assert!(reply(s.line(b"PASS secret")).contains("USER first"));
+    assert!(reply(s.line(b"USER alice@example.org")).starts_with("+OK"));
+    assert!(
+        matches!(s.line(b"PASS secret"), Action::Login { user, .. } if user == "alice@example.org")
+    );
+}
+
+#[test]
+fn refused_plaintext_logins_count_towards_the_error_cap() {
+    let mut s = Session::plaintext(2);
+    assert!(reply(s.line(b"USER a")).starts_with("-ERR [AUTH]"));
+    assert!(matches!(s.line(b"PASS b"), Action::Close(_)));
+    assert!(s.is_closed());
+}
+
+#[test]
+fn stls_is_refused_once_tls_is_active_and_with_arguments() {
+    let mut s = Session::plaintext(0);
+    assert!(reply(s.line(b"STLS now")).starts_with("-ERR"));
+    assert!(matches!(s.line(b"stls"), Action::StartTls(_)));
+    s.tls_started();
+    assert_eq!(reply(s.line(b"STLS")), "-ERR TLS is already active\r\n");
+    assert_eq!(
+        reply(Session::new(0).line(b"STLS")),
+        "-ERR TLS is already active\r\n"
+    );
+}
+
+#[test]
+fn stls_in_transaction_state_is_refused_and_the_session_goes_on() {
+    let mut s = logged_in();
+    assert_eq!(
+        reply(s.line(b"STLS")),
+        "-ERR STLS is only allowed in the AUTHORIZATION state\r\n"
+    );
+    assert!(s.in_transaction());
+    assert_eq!(reply(s.line(b"STAT")), "+OK 3 127\r\n");
+}
+
 #[test]
 fn non_utf8_and_unknown_commands_get_err_and_error_cap_closes() {
     let mut s = Session::new(3);
@@ -225,6 +313,23 @@ fn framer_splits_pipelined_lines_and_rejects_overlong_ones() {
     long.extend_from_slice(b"\r\n");
     f.push(&long);
     assert_eq!(f.next_line(255), Some(Line::TooLong));
+}
+
+#[test]
+fn framer_discard_drops_pipelined_bytes_and_a_pending_overlong_line() {
+    let mut f = LineFramer::new();
+    f.push(b"STLS\r\nCAPA\r\nUSER x");
+    assert_eq!(f.next_line(255), Some(Line::Complete(b"STLS".to_vec())));
+    assert_eq!(f.discard(), b"CAPA\r\nUSER x".len());
+    assert!(f.is_empty());
+    assert_eq!(f.next_line(255), None);
+
+    f.push(&[b'a'; 300]);
+    assert_eq!(f.next_line(255), Some(Line::TooLong));
+    f.discard();
+    // The next bytes start a fresh line, not the tail of the discarded one.
+    f.push(b"CAPA\r\n");
+    assert_eq!(f.next_line(255), Some(Line::Complete(b"CAPA".to_vec())));
 }
 
 fn top_of(message: &[u8], lines: u64, chunk: usize) -> Vec<u8> {

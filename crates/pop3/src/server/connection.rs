@@ -1,5 +1,6 @@
-//! Drives one [`Session`] over a TLS socket: reads lines with total deadlines, performs the
-//! session's actions against the store, streams messages.
+//! Drives one [`Session`] over a TLS socket (from the first byte, or after STLS on a plaintext
+//! one): reads lines with total deadlines, performs the session's actions against the store,
+//! streams messages.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -17,7 +18,7 @@ use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
 use super::limits::MaildropLock;
-use super::Pop3Server;
+use super::{Pop3Server, Security};
 use crate::protocol::{
     Action, DropMessage, Line, LineFramer, LoginFailure, Maildrop, Session, TopCutter,
 };
@@ -33,6 +34,13 @@ struct Open {
     _lock: MaildropLock,
 }
 
+/// Why [`Connection::drive`] returned.
+enum End {
+    Closed,
+    /// The client asked for STLS and was told to go ahead.
+    StartTls,
+}
+
 enum Input {
     Line(Line),
     Eof,
@@ -42,25 +50,47 @@ enum Input {
 
 pub(super) async fn run(
     server: Arc<Pop3Server>,
-    tcp: TcpStream,
+    mut tcp: TcpStream,
     peer: SocketAddr,
+    security: Security,
     shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let limit = server.settings.command_timeout;
-    let Some(mut tls) = postkeep_net::tls_handshake(&server.tls, tcp, limit).await else {
-        return Ok(());
-    };
+    let max_errors = server.settings.max_errors;
     let mut conn = Connection {
-        session: Session::new(server.settings.max_errors),
+        session: match security {
+            Security::ImplicitTls => Session::new(max_errors),
+            Security::StartTls => Session::plaintext(max_errors),
+        },
         server,
         peer,
         shutdown,
         framer: LineFramer::new(),
         open: None,
     };
-    let result = conn.drive(&mut tls).await;
+    if security == Security::StartTls {
+        match conn.greet_and_drive(&mut tcp).await {
+            Ok(End::StartTls) => {}
+            end => {
+                let _ = timeout(limit, tcp.shutdown()).await;
+                return end.map(|_| ());
+            }
+        }
+    }
+    // The same TLS configuration, and the same bounded handshake, as pop3s.
+    let Some(mut tls) = postkeep_net::tls_handshake(&conn.server.tls, tcp, limit).await else {
+        return Ok(());
+    };
+    let end = match security {
+        Security::ImplicitTls => conn.greet_and_drive(&mut tls).await,
+        Security::StartTls => {
+            conn.session.tls_started();
+            conn.drive(&mut tls).await
+        }
+    };
     let _ = timeout(limit, tls.shutdown()).await;
-    result
+    // The session never asks for STLS twice (it refuses STLS over TLS), so any end is final.
+    end.map(|_| ())
 }
 
 struct Connection {
@@ -73,28 +103,37 @@ struct Connection {
 }
 
 impl Connection {
-    async fn drive<S>(&mut self, io: &mut S) -> io::Result<()>
+    async fn greet_and_drive<S>(&mut self, io: &mut S) -> io::Result<End>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         self.write(io, Session::greeting().as_bytes()).await?;
+        self.drive(io).await
+    }
+
+    /// Serves commands until the session closes or STLS hands the stream over for TLS.
+    async fn drive<S>(&mut self, io: &mut S) -> io::Result<End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         loop {
             let action = match self.next_input(io).await? {
                 Input::Line(Line::Complete(line)) => self.session.line(&line),
                 Input::Line(Line::TooLong) => self.session.line_too_long(),
                 // A dropped connection never reaches UPDATE (RFC 1939 §6).
-                Input::Eof => return Ok(()),
+                Input::Eof => return Ok(End::Closed),
                 Input::Timeout => self.session.timed_out(),
                 Input::Shutdown => self.session.shutdown(),
             };
-            if !self.perform(io, action).await? {
-                return Ok(());
+            if let Some(end) = self.perform(io, action).await? {
+                return Ok(end);
             }
         }
     }
 
-    /// Performs one action (and the follow-ups it leads to); false once the session closed.
-    async fn perform<S>(&mut self, io: &mut S, mut action: Action) -> io::Result<bool>
+    /// Performs one action (and the follow-ups it leads to); `Some` once the session closed
+    /// or must go on over TLS.
+    async fn perform<S>(&mut self, io: &mut S, mut action: Action) -> io::Result<Option<End>>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -102,11 +141,24 @@ impl Connection {
             action = match action {
                 Action::Reply(text) => {
                     self.write(io, text.as_bytes()).await?;
-                    return Ok(true);
+                    return Ok(None);
                 }
                 Action::Close(text) => {
                     self.write(io, text.as_bytes()).await?;
-                    return Ok(false);
+                    return Ok(Some(End::Closed));
+                }
+                Action::StartTls(text) => {
+                    // CVE-2011-0411: plaintext pipelined behind STLS may have been injected
+                    // by a man in the middle; it must never run as if it came over TLS.
+                    let injected = self.framer.discard();
+                    if injected > 0 {
+                        info!(
+                            octets = injected,
+                            "discarded plaintext pipelined after STLS"
+                        );
+                    }
+                    self.write(io, text.as_bytes()).await?;
+                    return Ok(Some(End::StartTls));
                 }
                 Action::Login { user, secret } => self.login(&user, secret).await,
                 Action::Send {
@@ -115,7 +167,7 @@ impl Connection {
                     body_lines,
                 } => {
                     self.send_message(io, status, uid, body_lines).await?;
-                    return Ok(true);
+                    return Ok(None);
                 }
                 Action::Update { expunge } => {
                     let ok = self.update(&expunge).await;

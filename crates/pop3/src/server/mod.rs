@@ -1,5 +1,6 @@
-//! The tokio side: accept loop, TLS, connection caps, graceful shutdown. Each connection is
-//! driven by [`connection::Connection`] over the sans-I/O [`crate::protocol::Session`].
+//! The tokio side: listeners for `pop3s` (implicit TLS) and `pop3` (STLS), connection caps
+//! shared by both, graceful shutdown. Each connection is driven by [`connection::Connection`]
+//! over the sans-I/O [`crate::protocol::Session`].
 
 mod connection;
 mod limits;
@@ -44,7 +45,16 @@ impl Default for Pop3Settings {
     }
 }
 
-/// POP3 over implicit TLS.
+/// How a listener starts its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// `pop3s` (RFC 8314): TLS from the first byte.
+    ImplicitTls,
+    /// `pop3`: plaintext until STLS (RFC 2595 §4), which is required before any login.
+    StartTls,
+}
+
+/// POP3 over one store; serve it on any number of listeners.
 pub struct Pop3Server {
     settings: Pop3Settings,
     store: Arc<MailStore>,
@@ -55,7 +65,8 @@ pub struct Pop3Server {
 }
 
 impl Pop3Server {
-    /// `tls` is the pop3s configuration (the binary builds it TLS 1.3 only).
+    /// `tls`: the configuration for both implicit TLS and STLS (the binary builds it TLS 1.3
+    /// only).
     pub fn new(
         settings: Pop3Settings,
         store: Arc<MailStore>,
@@ -81,13 +92,14 @@ impl Pop3Server {
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
+        security: Security,
         mut shutdown: watch::Receiver<bool>,
     ) -> io::Result<()> {
-        info!(addr = ?listener.local_addr().ok(), "POP3 server listening");
+        info!(addr = ?listener.local_addr().ok(), ?security, "POP3 server listening");
         let watcher = shutdown.clone();
         let tasks =
             postkeep_net::accept_until_shutdown(listener, &mut shutdown, |stream, peer, tasks| {
-                self.clone().admit(stream, peer, &watcher, tasks)
+                self.clone().admit(stream, peer, security, &watcher, tasks)
             })
             .await;
         postkeep_net::drain_sessions(tasks, self.settings.command_timeout).await;
@@ -98,14 +110,23 @@ impl Pop3Server {
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
+        security: Security,
         shutdown: &watch::Receiver<bool>,
         tasks: &mut JoinSet<()>,
     ) {
         let span = tracing::info_span!("pop3", peer = %peer.ip().to_canonical());
         let shutdown = shutdown.clone();
+        // RFC 3206 §4 SYS/TEMP: a temporary refusal, worth retrying later.
+        let refusal: &'static [u8] = b"-ERR [SYS/TEMP] Too many connections\r\n";
         let limits = Arc::clone(&self.limits);
-        postkeep_net::spawn_session(&limits, stream, peer, span, tasks, move |stream| {
-            connection::run(self, stream, peer, shutdown)
-        });
+        postkeep_net::spawn_session(
+            &limits,
+            stream,
+            peer,
+            span,
+            tasks,
+            (security == Security::StartTls).then_some(refusal),
+            move |stream| connection::run(self, stream, peer, security, shutdown),
+        );
     }
 }
