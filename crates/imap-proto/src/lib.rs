@@ -10,10 +10,13 @@
 //!   lifts what imap-codec cannot express into [`Ext`].
 //! - [`ext`]: the types the shim fills in, carried by [`Parsed`].
 //! - [`mutf7`]: modified UTF-7 (RFC 3501 §5.1.3).
+//! - [`model`]: the stored envelope and part tree as imap-types values, and
+//!   [`RenderedEnvelope`], the ENVELOPE rendered once at ingest for FETCH to write as it is.
 #![forbid(unsafe_code)]
 
 pub mod ext;
 pub mod framer;
+pub mod model;
 pub mod mutf7;
 pub mod shim;
 
@@ -21,5 +24,6 @@ pub use ext::{
     Ext, ExtSearchKey, FetchExt, ListExt, Parsed, SearchReturn, StatusExt, EXT_KEY_PREFIX,
 };
 pub use framer::{Event, Framer, FramerLimits, Mode};
+pub use model::RenderedEnvelope;
 pub use mutf7::Mutf7Error;
 pub use shim::ShimError;

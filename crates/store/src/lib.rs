@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use postkeep_crypto::blob::{BlobReader, BlobWriter};
 use postkeep_crypto::DataKey;
+use postkeep_imap_proto::RenderedEnvelope;
 use postkeep_message::wire::WireReader;
 use postkeep_message::{Envelope, MessageSummary};
 
@@ -111,6 +112,11 @@ fn blob_aad(account_id: AccountId, blob_id: &str) -> Vec<u8> {
 /// Associated data binding a sealed summary to its account and message.
 fn summary_aad(account_id: AccountId, message_id: &str) -> Vec<u8> {
     format!("postkeep summary v1|account:{account_id}|{message_id}").into_bytes()
+}
+
+/// Associated data binding a sealed rendered envelope to its account and message.
+fn envelope_aad(account_id: AccountId, message_id: &str) -> Vec<u8> {
+    format!("postkeep envelope v1|account:{account_id}|{message_id}").into_bytes()
 }
 
 const MESSAGE_ID_INDEX: &[u8] = b"message-id blind index v1";
@@ -342,6 +348,8 @@ impl MailStore {
         let summary_json =
             serde_json::to_vec(summary).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let sealed_summary = key.seal(&summary_aad(account.id, &message_id), &summary_json);
+        let sealed_envelope = RenderedEnvelope::render(&summary.envelope)
+            .map(|rendered| key.seal(&envelope_aad(account.id, &message_id), &rendered));
         let index = self
             .keyring
             .index_key(&self.scope.scope_for(account.domain_id, account.id))
@@ -375,6 +383,7 @@ impl MailStore {
                     wire_size,
                     thread_id,
                     sealed_summary,
+                    sealed_envelope,
                     inline_blob: inline_blob.map(Arc::from),
                 },
                 mailbox_id,
@@ -592,6 +601,24 @@ impl MailStore {
             envelope: Envelope,
         }
         Ok(self.open_summary::<EnvelopeOnly>(record).await?.envelope)
+    }
+
+    /// The ENVELOPE rendered at ingest, when the record carries it
+    /// ([`RecordParts::envelope`]); `None` for a message stored before it existed.
+    pub async fn rendered_envelope(
+        &self,
+        record: &MessageRecord,
+    ) -> Result<Option<RenderedEnvelope>, StoreError> {
+        let Some(sealed) = &record.sealed_envelope else {
+            return Ok(None);
+        };
+        let key = self.keyring.key(&record.key_id).await?;
+        let stored = key
+            .open(&envelope_aad(record.account_id, &record.id), sealed)
+            .map_err(|e| StoreError::Sealed(e.to_string()))?;
+        RenderedEnvelope::from_stored(stored)
+            .map(Some)
+            .ok_or_else(|| StoreError::Sealed("unreadable rendered envelope".to_owned()))
     }
 
     async fn open_summary<T: serde::de::DeserializeOwned>(

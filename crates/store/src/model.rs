@@ -198,6 +198,10 @@ pub struct MessageRecord {
     pub thread_id: String,
     /// The sealed [`postkeep_message::MessageSummary`] (envelope, bodystructure, ...).
     pub sealed_summary: Vec<u8>,
+    /// The sealed ENVELOPE in IMAP syntax (`postkeep_imap_proto::RenderedEnvelope`) when
+    /// loaded ([`RecordParts::envelope`]) or about to be appended. `None` also for messages
+    /// stored before it existed: read their envelope from the summary.
+    pub sealed_envelope: Option<Vec<u8>>,
     /// The sealed blob of an `inline` message when it came with the record: loaded by
     /// [`RecordParts::inline_blob`], or about to be appended. `None`: read on demand.
     pub inline_blob: Option<std::sync::Arc<[u8]>>,
@@ -220,6 +224,9 @@ pub struct MailboxSnapshot {
 pub struct RecordParts {
     /// [`MessageRecord::sealed_summary`] (left empty otherwise).
     pub summary: bool,
+    /// [`MessageRecord::sealed_envelope`]; where a message has none, the sealed summary
+    /// instead (even without [`RecordParts::summary`]), so ENVELOPE can always be answered.
+    pub envelope: bool,
     /// [`MessageRecord::inline_blob`] of inline messages, so that reading many small bodies
     /// costs one query instead of one per message.
     pub inline_blob: bool,
@@ -229,11 +236,13 @@ impl RecordParts {
     /// Entry and message metadata only.
     pub const METADATA: Self = Self {
         summary: false,
+        envelope: false,
         inline_blob: false,
     };
     /// With the sealed summary.
     pub const SUMMARY: Self = Self {
         summary: true,
+        envelope: false,
         inline_blob: false,
     };
 }

@@ -25,7 +25,7 @@ use crate::model::*;
 use crate::outbound::QueueEntry;
 use crate::StoreError;
 
-const SCHEMA_VERSION: &str = "2";
+const SCHEMA_VERSION: &str = "3";
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS settings (
@@ -101,6 +101,9 @@ CREATE TABLE IF NOT EXISTS messages (
     wire_size INTEGER NOT NULL,
     thread_id TEXT NOT NULL,
     summary BLOB NOT NULL,
+    -- The sealed ENVELOPE pre-rendered in IMAP syntax (postkeep_imap_proto::RenderedEnvelope);
+    -- NULL for messages stored before schema 3, whose FETCH reads the summary instead.
+    envelope BLOB,
     msgid_hash BLOB
 );
 CREATE INDEX IF NOT EXISTS messages_by_account ON messages (account_id);
@@ -215,7 +218,11 @@ impl SqliteMeta {
         match meta.get_setting("schema_version").await? {
             None => meta.set_setting("schema_version", SCHEMA_VERSION).await?,
             Some(v) if v == SCHEMA_VERSION => {}
-            Some(v) if v == "1" => meta.migrate_from_1().await?,
+            Some(v) if v == "1" => {
+                meta.migrate_from_1().await?;
+                meta.migrate_from_2().await?;
+            }
+            Some(v) if v == "2" => meta.migrate_from_2().await?,
             Some(v) => {
                 return Err(StoreError::Invalid(format!(
                     "database schema version {v} is not supported by this postkeep \
@@ -264,6 +271,26 @@ impl SqliteMeta {
                  UPDATE messages SET inline = 1 WHERE inline_blob IS NOT NULL; \
                  ALTER TABLE messages DROP COLUMN inline_blob; \
                  UPDATE settings SET value = '2' WHERE name = 'schema_version';",
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Schema 3 adds `messages.envelope`. Existing messages keep it NULL and are served from
+    /// their summaries, as before. Re-checked inside the transaction like `migrate_from_1`.
+    async fn migrate_from_2(&self) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let version: Option<String> =
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = 'schema_version'")
+                .fetch_optional(&mut *tx)
+                .await?;
+        if version.as_deref() == Some("2") {
+            sqlx::raw_sql(
+                "ALTER TABLE messages ADD COLUMN envelope BLOB; \
+                 UPDATE settings SET value = '3' WHERE name = 'schema_version';",
             )
             .execute(&mut *tx)
             .await?;
@@ -344,6 +371,7 @@ fn record_from(row: &SqliteRow) -> Result<MessageRecord, StoreError> {
         wire_size: to_u64(row.try_get("wire_size")?, "wire_size")?,
         thread_id: row.try_get("thread_id")?,
         sealed_summary: row.try_get("summary")?,
+        sealed_envelope: None,
         inline_blob: None,
     })
 }
@@ -1084,7 +1112,8 @@ async fn append_one(
     let record = &new.record;
     sqlx::query(
         "INSERT INTO messages (id, account_id, blob_id, inline, key_id, internal_date, size, \
-         wire_size, thread_id, summary, msgid_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         wire_size, thread_id, summary, msgid_hash, envelope) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&record.id)
     .bind(record.account_id)
@@ -1097,6 +1126,7 @@ async fn append_one(
     .bind(&record.thread_id)
     .bind(&record.sealed_summary)
     .bind(&new.message_id_hash)
+    .bind(&record.sealed_envelope)
     .execute(&mut **tx)
     .await?;
     if let Some(sealed) = &record.inline_blob {

@@ -578,6 +578,7 @@ async fn schema_1_database_with_inline_blobs_in_messages_is_migrated_and_reads_b
            (SELECT sealed FROM inline_blobs WHERE message_id = messages.id); \
          DELETE FROM inline_blobs; \
          ALTER TABLE messages DROP COLUMN inline; \
+         ALTER TABLE messages DROP COLUMN envelope; \
          UPDATE settings SET value = '1' WHERE name = 'schema_version';",
     )
     .execute(&mut conn)
@@ -592,7 +593,66 @@ async fn schema_1_database_with_inline_blobs_in_messages_is_migrated_and_reads_b
     assert_eq!(store.message_bytes(&records[1]).await.unwrap(), large);
     assert_eq!(
         store.meta().get_setting("schema_version").await.unwrap(),
-        Some("2".to_string())
+        Some("3".to_string())
+    );
+}
+
+#[tokio::test]
+async fn schema_2_messages_without_rendered_envelope_load_their_summary_instead() {
+    use sqlx::ConnectOptions;
+    let fx = Fixture::new();
+    let (store, account) = store_with_account(&fx).await;
+    let raw = message("old", "", "stored under schema 2");
+    store
+        .append(account.id, MailboxRole::Inbox, raw.clone(), 0, &[])
+        .await
+        .unwrap();
+    drop(store);
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(fx.dir.path().join("postkeep.db"))
+        .connect()
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "ALTER TABLE messages DROP COLUMN envelope; \
+         UPDATE settings SET value = '2' WHERE name = 'schema_version';",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    drop(conn);
+
+    let store = fx.open(KeyScope::Account).await;
+    assert_eq!(
+        store.meta().get_setting("schema_version").await.unwrap(),
+        Some("3".to_string())
+    );
+    store
+        .append(account.id, MailboxRole::Inbox, raw, 0, &[])
+        .await
+        .unwrap();
+    let inbox = store
+        .role_mailbox(account.id, MailboxRole::Inbox)
+        .await
+        .unwrap();
+    let envelope_only = RecordParts {
+        envelope: true,
+        ..RecordParts::METADATA
+    };
+    let loaded = store
+        .entry_records(inbox.id, &[1..=2], envelope_only)
+        .await
+        .unwrap();
+    let (old, new) = (&loaded[0].record, &loaded[1].record);
+    // The old message comes with its summary, the new one with its rendered envelope only.
+    assert!(old.sealed_envelope.is_none() && !old.sealed_summary.is_empty());
+    assert!(new.sealed_envelope.is_some() && new.sealed_summary.is_empty());
+    let rendered = store.rendered_envelope(new).await.unwrap().unwrap();
+    assert!(rendered.for_session(false).starts_with(b"("));
+    assert_eq!(store.rendered_envelope(old).await.unwrap(), None);
+    assert_eq!(
+        store.envelope(old).await.unwrap().subject.as_deref(),
+        Some("old")
     );
 }
 

@@ -1,6 +1,7 @@
 //! Assembling one FETCH response: imap-codec's encoding with each placeholder literal's `{1}`
-//! patched to the real literal header and the real bytes streamed in its place, and the
-//! extension items imap-codec cannot encode spliced in before the closing parenthesis.
+//! patched to the real literal header and the real bytes streamed in its place, and the items
+//! imap-codec does not encode (extension items, an ENVELOPE rendered at ingest) spliced in before
+//! the closing parenthesis.
 
 use std::io;
 use std::num::NonZeroU32;
@@ -24,63 +25,54 @@ const PLACEHOLDER_HEADER: &[u8] = b"{1}\r\n";
 /// How an encoded response ends.
 const RESPONSE_END: &[u8] = b")\r\n";
 
-/// Collects small pieces and writes at most [`CHUNK`] bytes at a time.
-pub(super) struct Sink<'w, W> {
+/// Collects small pieces in the caller's buffer and writes [`CHUNK`] bytes at a time. What is
+/// left in the buffer stays there for the next response: one write per message would cost a
+/// TLS record and a system call each.
+pub struct Sink<'w, W> {
     out: &'w mut W,
-    buf: Vec<u8>,
+    buf: &'w mut Vec<u8>,
 }
 
 impl<'w, W: AsyncWrite + Unpin + Send> Sink<'w, W> {
-    fn new(out: &'w mut W) -> Self {
-        Sink {
-            out,
-            buf: Vec::new(),
-        }
+    pub fn new(out: &'w mut W, buf: &'w mut Vec<u8>) -> Self {
+        Sink { out, buf }
     }
 
     pub(super) async fn push(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         while !bytes.is_empty() {
-            let room = CHUNK - self.buf.len();
+            let room = CHUNK.saturating_sub(self.buf.len());
             let (now, rest) = bytes.split_at(room.min(bytes.len()));
             self.buf.extend_from_slice(now);
             bytes = rest;
-            if self.buf.len() == CHUNK {
-                self.out.write_all(&self.buf).await?;
+            if self.buf.len() >= CHUNK {
+                self.out.write_all(self.buf).await?;
                 self.buf.clear();
             }
-        }
-        Ok(())
-    }
-
-    async fn finish(self) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            self.out.write_all(&self.buf).await?;
         }
         Ok(())
     }
 }
 
 /// Encodes and writes the response. `bodies` holds one entry per placeholder in `items`, in
-/// order; `ext` is the extension items' text.
+/// order; `spliced` is the text of the items imap-codec did not encode, space-separated.
 pub(super) async fn write_response<W: AsyncWrite + Unpin + Send>(
-    out: &mut W,
+    sink: &mut Sink<'_, W>,
     store: &MailStore,
     record: &MessageRecord,
     seq: NonZeroU32,
     items: Vec<MessageDataItem<'static>>,
     bodies: Vec<BodyData>,
-    ext: &str,
+    spliced: &[u8],
 ) -> Result<(), FetchError> {
-    let mut sink = Sink::new(out);
     let Ok(items) = Vec1::try_from(items) else {
-        // Only extension items were asked for (the shim normally adds UID to such a request).
-        // With none at all there is nothing to say: msg-att holds at least one item (RFC 9051
-        // §9).
-        if !ext.is_empty() {
-            sink.push(format!("* {seq} FETCH ({ext})\r\n").as_bytes())
-                .await?;
+        // Only spliced items were asked for (ENVELOPE alone, say). With none at all there is
+        // nothing to say: msg-att holds at least one item (RFC 9051 §9).
+        if !spliced.is_empty() {
+            sink.push(format!("* {seq} FETCH (").as_bytes()).await?;
+            sink.push(spliced).await?;
+            sink.push(RESPONSE_END).await?;
         }
-        return Ok(sink.finish().await?);
+        return Ok(());
     };
     let response = Response::Data(Data::Fetch { seq, items });
     let mut fragments = ResponseCodec::default().encode(&response).peekable();
@@ -92,41 +84,48 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin + Send>(
                 let body = bodies.next().ok_or_else(|| internal("placeholder"))?;
                 literal_header(&mut data, &body)?;
                 sink.push(&data).await?;
-                body.write(store, record, &mut sink).await?;
+                body.write(store, record, sink).await?;
             }
-            Fragment::Line { mut data } => {
-                if fragments.peek().is_none() {
-                    splice_ext(&mut data, ext)?;
+            Fragment::Line { data } if fragments.peek().is_none() && !spliced.is_empty() => {
+                // The spliced items go before the `)` that closes the response.
+                let items = data
+                    .strip_suffix(RESPONSE_END)
+                    .ok_or_else(|| internal("response end"))?;
+                for piece in [items, b" ", spliced, RESPONSE_END] {
+                    sink.push(piece).await?;
                 }
-                sink.push(&data).await?;
             }
+            Fragment::Line { data } => sink.push(&data).await?,
             // A literal of the encoding itself (an 8-bit string in an envelope, say).
             Fragment::Literal { data, .. } => sink.push(&data).await?,
         }
     }
-    Ok(sink.finish().await?)
+    Ok(())
 }
 
-/// The RFC 8474 EMAILID/THREADID and RFC 8514 SAVEDATE items, space-separated.
-pub(super) fn ext_items(ext: &[FetchExt], item: &EntryRecord) -> String {
-    let text: Vec<String> = ext
-        .iter()
-        .filter_map(|ext| match ext {
-            // RFC 8474 §5.1: never NIL; our ids are always valid objectids.
-            FetchExt::EmailId => objectid(&item.record.id).map(|id| format!("EMAILID ({id})")),
-            // RFC 8474 §5.2: NIL when the server does not thread the message.
-            FetchExt::ThreadId => Some(match objectid(&item.record.thread_id) {
-                Some(id) => format!("THREADID ({id})"),
-                None => "THREADID NIL".to_owned(),
-            }),
-            // RFC 8514 §4: a date-time, or NIL when there is none.
-            FetchExt::SaveDate => Some(match convert::save_date(item.entry.save_date) {
-                Some(date) => format!("SAVEDATE \"{date}\""),
-                None => "SAVEDATE NIL".to_owned(),
-            }),
-        })
-        .collect();
-    text.join(" ")
+/// Appends the RFC 8474 EMAILID/THREADID and RFC 8514 SAVEDATE items to `spliced`,
+/// space-separated.
+pub(super) fn ext_items(ext: &[FetchExt], item: &EntryRecord, spliced: &mut Vec<u8>) {
+    let items = ext.iter().filter_map(|ext| match ext {
+        // RFC 8474 §5.1: never NIL; our ids are always valid objectids.
+        FetchExt::EmailId => objectid(&item.record.id).map(|id| format!("EMAILID ({id})")),
+        // RFC 8474 §5.2: NIL when the server does not thread the message.
+        FetchExt::ThreadId => Some(match objectid(&item.record.thread_id) {
+            Some(id) => format!("THREADID ({id})"),
+            None => "THREADID NIL".to_owned(),
+        }),
+        // RFC 8514 §4: a date-time, or NIL when there is none.
+        FetchExt::SaveDate => Some(match convert::save_date(item.entry.save_date) {
+            Some(date) => format!("SAVEDATE \"{date}\""),
+            None => "SAVEDATE NIL".to_owned(),
+        }),
+    });
+    for item in items {
+        if !spliced.is_empty() {
+            spliced.push(b' ');
+        }
+        spliced.extend_from_slice(item.as_bytes());
+    }
 }
 
 /// RFC 8474 §4 objectid: 1*255(ALPHA / DIGIT / "_" / "-").
@@ -164,21 +163,6 @@ fn literal_header(line: &mut Vec<u8>, body: &BodyData) -> Result<(), FetchError>
         (len, false) => format!("{{{len}}}\r\n"),
     };
     line.extend_from_slice(header.as_bytes());
-    Ok(())
-}
-
-/// Puts the extension items before the `)` that closes the response.
-fn splice_ext(line: &mut Vec<u8>, ext: &str) -> Result<(), FetchError> {
-    if ext.is_empty() {
-        return Ok(());
-    }
-    if !line.ends_with(RESPONSE_END) {
-        return Err(internal("response end"));
-    }
-    line.truncate(line.len() - RESPONSE_END.len());
-    line.push(b' ');
-    line.extend_from_slice(ext.as_bytes());
-    line.extend_from_slice(RESPONSE_END);
     Ok(())
 }
 

@@ -482,23 +482,32 @@ fn pump(
 ) -> io::Result<()> {
     // Small messages are the common case: no 64 KiB buffers for them.
     let chunk = usize::try_from(input_len).map_or(CHUNK, |len| len.clamp(1, CHUNK));
-    let mut buf = vec![0u8; chunk];
+    let mut buf = Vec::new();
     let mut out = Vec::with_capacity(chunk);
     loop {
-        let n = match reader.read(&mut buf) {
-            Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err),
+        let n = match transform {
+            // Nothing to transform: read straight into the output.
+            Transform::Identity => read_chunk(reader, chunk, &mut out)?,
+            _ => {
+                buf.clear();
+                let n = read_chunk(reader, chunk, &mut buf)?;
+                match n {
+                    0 => transform.finish(&mut out),
+                    _ => transform.feed(&buf, &mut out),
+                }
+                n
+            }
         };
-        match buf.get(..n) {
-            Some(chunk) if n > 0 => transform.feed(chunk, &mut out),
-            _ => transform.finish(&mut out),
-        }
         if !each(&mut out) || n == 0 {
             return Ok(());
         }
         out.clear();
     }
+}
+
+/// Appends up to `max` octets of `reader` to `buf` (fewer only at its end).
+fn read_chunk(reader: &mut dyn Read, max: usize, buf: &mut Vec<u8>) -> io::Result<usize> {
+    reader.take(max as u64).read_to_end(buf)
 }
 
 /// Reads a streamed literal (blocking reads): skips `skip` bytes of output and hands the next
@@ -527,7 +536,9 @@ fn produce(
 /// NUL cannot be sent in a literal: 0x80 takes its place, which keeps the size (what Dovecot
 /// reportedly does, docs/imap-plan.md §2.3).
 fn replace_nul(data: &mut [u8]) {
-    for byte in data.iter_mut().filter(|byte| **byte == 0) {
-        *byte = 0x80;
+    let mut from = 0;
+    while let Some(at) = data.get(from..).and_then(|rest| memchr::memchr(0, rest)) {
+        data[from + at] = 0x80;
+        from += at + 1;
     }
 }

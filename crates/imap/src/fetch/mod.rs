@@ -5,7 +5,8 @@
 //! placeholder literal whose `{1}` is then patched to the real length (`~{n}` for a BINARY
 //! literal8, `""` when empty) while the real bytes are streamed from
 //! [`MailStore::wire_reader`]. RFC 8474 EMAILID/THREADID and RFC 8514 SAVEDATE, which imap-codec
-//! cannot encode, are spliced in before the closing parenthesis.
+//! cannot encode, are spliced in before the closing parenthesis, as is an ENVELOPE rendered at
+//! ingest ([`RenderedEnvelope`]) when the request reads nothing else from the summary.
 //!
 //! Every decision that could fail (an unknown transfer encoding, decoded sizes, opening the
 //! message) is made before the first byte of a message's response is written, so an error leaves
@@ -28,9 +29,11 @@ use std::borrow::Cow;
 use std::num::NonZeroU32;
 
 use imap_types::fetch::MessageDataItemName;
+use postkeep_imap_proto::RenderedEnvelope;
 use postkeep_message::MessageSummary;
 use postkeep_store::{EntryRecord, MailStore, StoreError};
 
+pub use encode::Sink;
 pub use request::FetchRequest;
 
 /// Session state that changes what a FETCH response contains.
@@ -59,24 +62,61 @@ pub enum FetchError {
     UnknownCte,
 }
 
+/// What is opened of a message's sealed summary before its response is written.
+#[derive(Debug)]
+pub enum Opened {
+    /// The request reads nothing from the summary.
+    Nothing,
+    Summary(Box<MessageSummary>),
+    /// ENVELOPE is the only summary item: its rendering from ingest, written as it is.
+    Envelope(RenderedEnvelope),
+}
+
+impl Opened {
+    /// Opens what `req` reads of `item`, which was loaded with [`FetchRequest::record_parts`].
+    pub async fn load(
+        store: &MailStore,
+        item: &EntryRecord,
+        req: &FetchRequest,
+    ) -> Result<Self, StoreError> {
+        if !req.needs_summary() {
+            return Ok(Opened::Nothing);
+        }
+        if !req.needs_only_envelope() {
+            return Ok(Opened::Summary(Box::new(
+                store.summary(&item.record).await?,
+            )));
+        }
+        Ok(match store.rendered_envelope(&item.record).await? {
+            Some(rendered) => Opened::Envelope(rendered),
+            // Stored before envelopes were rendered at ingest.
+            None => Opened::Summary(Box::new(MessageSummary {
+                envelope: store.envelope(&item.record).await?,
+                ..MessageSummary::default()
+            })),
+        })
+    }
+}
+
 /// Writes one complete `* <seq> FETCH (...)\r\n` response for one message, streaming body
 /// literals from the store. A whole message is never read into memory: BINARY decoding and
 /// HEADER.FIELDS filtering keep at most 1 MiB of output per message and otherwise measure in a
 /// first pass and stream in a second.
 ///
-/// `summary` should be `Some` when [`FetchRequest::needs_summary`] (the caller opens it with
-/// `store.summary(&item.record)`); if it is `None`, it is opened here.
+/// `opened` is what [`Opened::load`] returned for this request; if it is `None`, the summary
+/// is opened here when the request needs it.
 ///
 /// [`FetchError::Store`] and [`FetchError::UnknownCte`] come before anything is written, so the
 /// command can end with a tagged NO. [`FetchError::Io`] may come after part of the response was
 /// written (a failed write, or message data that cannot be read mid-stream): close the
-/// connection. An empty item list writes nothing. The writer is not flushed.
+/// connection. An empty item list writes nothing. What the sink holds back is the caller's to
+/// write (see [`Sink`]).
 pub async fn write_fetch<W: tokio::io::AsyncWrite + Unpin + Send>(
-    out: &mut W,
+    sink: &mut Sink<'_, W>,
     store: &MailStore,
     seq: u32,
     item: &EntryRecord,
-    summary: Option<&MessageSummary>,
+    opened: Option<&Opened>,
     req: &FetchRequest,
     opts: &FetchOptions,
 ) -> Result<(), FetchError> {
@@ -86,11 +126,12 @@ pub async fn write_fetch<W: tokio::io::AsyncWrite + Unpin + Send>(
             "message sequence numbers start at 1",
         ))
     })?;
-    let summary = match summary {
-        Some(summary) => Cow::Borrowed(summary),
-        None if req.needs_summary() => Cow::Owned(store.summary(&item.record).await?),
+    let (summary, rendered) = match opened {
+        Some(Opened::Summary(summary)) => (Cow::Borrowed(&**summary), None),
+        Some(Opened::Envelope(rendered)) => (Cow::Owned(MessageSummary::default()), Some(rendered)),
+        None if req.needs_summary() => (Cow::Owned(store.summary(&item.record).await?), None),
         // Nothing requested reads it: the items that do are exactly `needs_summary`.
-        None => Cow::Owned(MessageSummary::default()),
+        Some(Opened::Nothing) | None => (Cow::Owned(MessageSummary::default()), None),
     };
     let mut planner = literal::Planner::new(store, &item.record, &summary);
     let mut items = Vec::new();
@@ -98,12 +139,18 @@ pub async fn write_fetch<W: tokio::io::AsyncWrite + Unpin + Send>(
     let (uid, modseq) = (MessageDataItemName::Uid, MessageDataItemName::ModSeq);
     let added_uid = (opts.uid && !req.has(&uid)).then_some(&uid);
     let added_modseq = (opts.modseq && !req.has(&modseq)).then_some(&modseq);
+    let mut spliced = Vec::new();
     for name in added_uid.into_iter().chain(req.items()).chain(added_modseq) {
+        if let (MessageDataItemName::Envelope, Some(rendered)) = (name, rendered) {
+            spliced.extend_from_slice(b"ENVELOPE ");
+            spliced.extend_from_slice(rendered.for_session(opts.utf8));
+            continue;
+        }
         let (data_item, body) = planner.plan(name, &item.entry, opts.utf8).await?;
         items.push(data_item);
         bodies.extend(body);
     }
     planner.open_first(&mut bodies).await?;
-    let ext = encode::ext_items(req.ext(), item);
-    encode::write_response(out, store, &item.record, seq, items, bodies, &ext).await
+    encode::ext_items(req.ext(), item, &mut spliced);
+    encode::write_response(sink, store, &item.record, seq, items, bodies, &spliced).await
 }

@@ -78,8 +78,9 @@ impl FetchRequest {
                 .all(|item| !Self::reads_summary(item))
     }
 
-    /// What the store loads with each message: the summary when [`Self::needs_summary`], and
-    /// small messages' sealed bodies when an item reads message content.
+    /// What the store loads with each message: the summary when [`Self::needs_summary`] (only
+    /// the envelope rendered at ingest when [`Self::needs_only_envelope`]), and small messages'
+    /// sealed bodies when an item reads message content.
     pub fn record_parts(&self) -> RecordParts {
         let reads_content = self.items.iter().any(|item| {
             matches!(
@@ -92,8 +93,10 @@ impl FetchRequest {
                     | MessageDataItemName::Rfc822Text
             )
         });
+        let envelope = self.needs_only_envelope();
         RecordParts {
-            summary: self.needs_summary(),
+            summary: self.needs_summary() && !envelope,
+            envelope,
             inline_blob: reads_content,
         }
     }

@@ -2,6 +2,7 @@
 //! EXPUNGE (RFC 4315), COPY/MOVE (RFC 4315 COPYUID, RFC 6851), SEARCH (RFC 4731 ESEARCH,
 //! RFC 5182 SEARCHRES), SORT and THREAD (RFC 5256), and APPEND streamed into the spool.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -18,7 +19,6 @@ use imap_types::search::SearchKey;
 use imap_types::sequence::SequenceSet;
 use postkeep_delivery::SpoolSink;
 use postkeep_imap_proto::ext::{FetchExt, SearchReturn};
-use postkeep_message::MessageSummary;
 use postkeep_search::{SortCriterion as SortBy, SortKey, ThreadAlgorithm, ThreadNode};
 use postkeep_smtp::MessageSink;
 use postkeep_store::{
@@ -31,12 +31,15 @@ use tracing::warn;
 use super::mailboxes::store_failure;
 use super::sync::write_flags_fetch;
 use super::{Flow, Reply, Session};
-use crate::fetch::{write_fetch, FetchError, FetchOptions, FetchRequest};
+use crate::fetch::{write_fetch, FetchError, FetchOptions, FetchRequest, Opened, Sink};
 use crate::query::{convert, BadSearch};
 use crate::respond;
 
 /// Messages loaded per store round trip while answering FETCH: bounds memory on `1:*`.
 const FETCH_BATCH: usize = 256;
+
+/// Batches a FETCH loads ahead of the one being written.
+const FETCH_LOAD_AHEAD: usize = 2;
 
 /// An APPEND whose message literal is arriving.
 pub(crate) struct Append {
@@ -126,22 +129,26 @@ impl Session {
         let load = FetchLoad {
             store: Arc::clone(self.store()),
             mailbox: self.selected_id(),
-            parts: request.record_parts(),
-            envelope_only: request.needs_only_envelope(),
+            request: Arc::new(request.clone()),
             changed_since,
         };
         let mut batches = uids.chunks(FETCH_BATCH);
-        // The next batch loads while this one is written: the database thread, the summary
-        // decoding and this session's encoding then run side by side.
-        let mut next = batches.next().map(|batch| load.spawn(batch));
-        while let Some(loading) = next.take() {
-            let loaded = match loading.await {
+        // The next batches load while this one is written, each on its own database
+        // connection: loading (the database thread, opening sealed data) costs more than
+        // writing, so two loads side by side keep the writer busy on a multi-core machine.
+        let mut loading: VecDeque<_> = batches
+            .by_ref()
+            .take(FETCH_LOAD_AHEAD)
+            .map(|batch| load.spawn(batch))
+            .collect();
+        while let Some(batch) = loading.pop_front() {
+            let loaded = match batch.await {
                 Ok(Ok(loaded)) => loaded,
                 Ok(Err(err)) => return Ok(store_failure(&err)),
                 Err(err) => return Ok(store_failure(&StoreError::Backend(err.to_string()))),
             };
-            next = batches.next().map(|batch| load.spawn(batch));
-            for (record, summary) in &loaded {
+            loading.extend(batches.next().map(|batch| load.spawn(batch)));
+            for (record, opened) in &loaded {
                 let Some(seq) = self
                     .selected
                     .as_ref()
@@ -156,10 +163,7 @@ impl Session {
                 } else {
                     &request
                 };
-                if let Err(reply) = self
-                    .fetch_one(seq, record, summary.as_ref(), req, &options)
-                    .await?
-                {
+                if let Err(reply) = self.fetch_one(seq, record, opened, req, &options).await? {
                     return Ok(reply);
                 }
             }
@@ -176,12 +180,25 @@ impl Session {
         &mut self,
         seq: u32,
         record: &EntryRecord,
-        summary: Option<&MessageSummary>,
+        opened: &Opened,
         request: &FetchRequest,
         options: &FetchOptions,
     ) -> io::Result<Result<(), Reply>> {
         let store = Arc::clone(self.store());
-        match write_fetch(&mut self.io, &store, seq, record, summary, request, options).await {
+        // Responses collect in `out` like any other and go out a chunk at a time; what is left
+        // goes with the tagged reply.
+        let mut sink = Sink::new(&mut self.io, &mut self.out);
+        match write_fetch(
+            &mut sink,
+            &store,
+            seq,
+            record,
+            Some(opened),
+            request,
+            options,
+        )
+        .await
+        {
             Ok(()) => Ok(Ok(())),
             // Part of the response may be out: the connection cannot continue.
             Err(FetchError::Io(err)) => Err(err),
@@ -872,39 +889,31 @@ fn render_thread(node: &ThreadNode, number: &dyn Fn(usize) -> u32, out: &mut Str
 struct FetchLoad {
     store: Arc<MailStore>,
     mailbox: MailboxId,
-    parts: RecordParts,
-    /// Decode only the summaries' envelopes ([`FetchRequest::needs_only_envelope`]).
-    envelope_only: bool,
+    request: Arc<FetchRequest>,
     changed_since: Option<u64>,
 }
 
-/// A batch's records, each with its opened summary when the request reads it.
-type LoadedBatch = Vec<(EntryRecord, Option<MessageSummary>)>;
+/// A batch's records, each with what the request reads of its summary.
+type LoadedBatch = Vec<(EntryRecord, Opened)>;
 
 impl FetchLoad {
     /// Loads one batch on its own task, so it proceeds while the previous batch is written.
     fn spawn(&self, uids: &[u32]) -> JoinHandle<Result<LoadedBatch, StoreError>> {
-        let store = Arc::clone(&self.store);
-        let (mailbox, parts, changed_since) = (self.mailbox, self.parts, self.changed_since);
-        let envelope_only = self.envelope_only;
+        let (store, request) = (Arc::clone(&self.store), Arc::clone(&self.request));
+        let (mailbox, changed_since) = (self.mailbox, self.changed_since);
         let ranges: Vec<_> = uids.iter().map(|&u| u..=u).collect();
         tokio::spawn(async move {
-            let records = store.entry_records(mailbox, &ranges, parts).await?;
+            let records = store
+                .entry_records(mailbox, &ranges, request.record_parts())
+                .await?;
             let mut loaded = Vec::with_capacity(records.len());
             // RFC 7162 §3.1.4.1: CHANGEDSINCE leaves out what has not changed since.
             for record in records
                 .into_iter()
                 .filter(|r| changed_since.is_none_or(|since| r.entry.modseq > since))
             {
-                let summary = match (parts.summary, envelope_only) {
-                    (false, _) => None,
-                    (true, false) => Some(store.summary(&record.record).await?),
-                    (true, true) => Some(MessageSummary {
-                        envelope: store.envelope(&record.record).await?,
-                        ..MessageSummary::default()
-                    }),
-                };
-                loaded.push((record, summary));
+                let opened = Opened::load(&store, &record, &request).await?;
+                loaded.push((record, opened));
             }
             Ok(loaded)
         })

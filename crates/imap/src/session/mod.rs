@@ -3,7 +3,8 @@
 //! The I/O stack is `TCP → [TLS] → [DEFLATE] → BufWriter`, boxed so STARTTLS (RFC 9051 §6.2.1)
 //! and COMPRESS (RFC 4978) can swap layers in mid-session. Responses are collected in `out`
 //! and written when the framer has no complete command left, so pipelined commands share
-//! one write; FETCH bodies bypass `out` and stream to the socket.
+//! one write; FETCH responses go through `out` too but are written every 64 KiB, so a large
+//! body streams to the socket instead of collecting in memory.
 
 mod auth;
 mod mailboxes;
@@ -226,7 +227,8 @@ impl Session {
         if !self.out.is_empty() {
             self.io.write_all(&self.out).await?;
             self.out.clear();
-            if self.out.capacity() > 64 * 1024 {
+            // An idle session keeps a small buffer, not what its last FETCH needed.
+            if self.out.capacity() > 16 * 1024 {
                 self.out.shrink_to(4 * 1024);
             }
         }

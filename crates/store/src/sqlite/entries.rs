@@ -95,7 +95,15 @@ pub(super) async fn records(
     if ranges.is_empty() {
         return Ok(Vec::new());
     }
-    let summary = if parts.summary { "m.summary" } else { "X''" };
+    let (summary, envelope) = match (parts.summary, parts.envelope) {
+        (true, envelope) => ("m.summary", if envelope { "m.envelope" } else { "NULL" }),
+        // Messages stored before schema 3 have no rendered envelope: their summary stands in.
+        (false, true) => (
+            "CASE WHEN m.envelope IS NULL THEN m.summary ELSE X'' END",
+            "m.envelope",
+        ),
+        (false, false) => ("X''", "NULL"),
+    };
     let (blob, blob_join) = if parts.inline_blob {
         (
             "b.sealed",
@@ -111,7 +119,7 @@ pub(super) async fn records(
         "SELECT e.mailbox_id, e.uid, e.message_id, e.modseq, e.flags, e.keywords, e.save_date, \
          m.id, m.account_id, m.blob_id, m.inline, m.key_id, \
          m.internal_date, m.size, m.wire_size, m.thread_id, {summary} AS summary, \
-         {blob} AS inline_blob \
+         {envelope} AS envelope, {blob} AS inline_blob \
          FROM json_each(?2) r \
          CROSS JOIN mailbox_entries e ON e.mailbox_id = ?1 \
            AND e.uid BETWEEN json_extract(r.value, '$[0]') AND json_extract(r.value, '$[1]') \
@@ -125,6 +133,7 @@ pub(super) async fn records(
         .iter()
         .map(|row| {
             let mut record = record_from(row)?;
+            record.sealed_envelope = row.try_get("envelope")?;
             record.inline_blob = row
                 .try_get::<Option<Vec<u8>>, _>("inline_blob")?
                 .map(Arc::from);

@@ -1,7 +1,11 @@
 //! ENVELOPE strings: NIL fields, groups, quoted specials, and non-ASCII with and without
 //! UTF8=ACCEPT.
 
+use postkeep_imap_proto::ext::FetchExt;
+use postkeep_store::StoreError;
+
 use super::support::*;
+use crate::fetch::FetchError;
 
 #[tokio::test]
 async fn absent_fields_are_nil_and_sender_defaults_to_from() {
@@ -92,4 +96,59 @@ async fn long_non_ascii_names_split_into_several_encoded_words() {
 fn base64_of(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+#[tokio::test]
+async fn envelope_rendered_at_ingest_is_what_the_summary_gives_messages_stored_before_it() {
+    let fx = Fixture::new().await;
+    let long_name = format!(
+        "From: \"{}\" <long@example.org>\r\n\r\nbody\r\n",
+        "é".repeat(30)
+    );
+    for raw in [GROUPS, NON_ASCII, long_name.as_str(), "Subject: x\r\n\r\n"] {
+        let item = fx.append(raw.as_bytes(), &[], &[]).await;
+        assert!(item.record.sealed_envelope.is_some(), "rendered at ingest");
+        let mut stored_before = item.clone();
+        stored_before.record.sealed_envelope = None;
+        for opts in [plain(), utf8()] {
+            assert_eq!(
+                fx.text(&item, "ENVELOPE", opts).await,
+                fx.text(&stored_before, "ENVELOPE", opts).await,
+                "{raw}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn rendered_envelope_goes_with_the_other_items_of_the_response() {
+    let fx = Fixture::new().await;
+    let item = fx.append(NON_ASCII.as_bytes(), &[], &[]).await;
+    let out = fx
+        .fetch_ext(&item, "(FLAGS ENVELOPE)", vec![FetchExt::EmailId], plain())
+        .await
+        .expect("fetch");
+    let jose = r#"(("=?UTF-8?B?Sm9zw6kgTcO8bGxlcg==?=" NIL "jose" "example.es"))"#;
+    let to = r#"(("Plain" NIL "plain" "example.org"))"#;
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        format!(
+            "* 1 FETCH (FLAGS () ENVELOPE (NIL {{7}}\r\nGrüße {jose} {jose} {jose} {to} NIL NIL \
+             NIL NIL) EMAILID ({}))\r\n",
+            item.record.id
+        )
+    );
+}
+
+#[tokio::test]
+async fn rendered_envelope_of_another_message_is_refused() {
+    let fx = Fixture::new().await;
+    let first = fx.append(GROUPS.as_bytes(), &[], &[]).await;
+    let mut second = fx.append(NON_ASCII.as_bytes(), &[], &[]).await;
+    // Sealed for the first message: opening it as the second's fails authentication.
+    second.record.sealed_envelope = first.record.sealed_envelope.clone();
+    assert!(matches!(
+        fx.fetch(&second, "ENVELOPE", plain()).await,
+        Err(FetchError::Store(StoreError::Sealed(_)))
+    ));
 }

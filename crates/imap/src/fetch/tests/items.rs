@@ -477,7 +477,14 @@ async fn an_empty_item_list_writes_nothing() {
 fn request_loads_only_what_its_items_read() {
     let envelope_list = request("(FLAGS ENVELOPE)", Vec::new());
     assert!(envelope_list.needs_only_envelope());
-    assert_eq!(envelope_list.record_parts(), RecordParts::SUMMARY);
+    assert_eq!(
+        envelope_list.record_parts(),
+        RecordParts {
+            summary: false,
+            envelope: true,
+            inline_blob: false
+        }
+    );
     for item in [
         "(ENVELOPE BODYSTRUCTURE)",
         "(ENVELOPE BODY.PEEK[1])",

@@ -4,7 +4,6 @@ use base64::Engine;
 
 use super::support::*;
 use crate::fetch::literal::{CHUNK, MEMORY_BUDGET};
-use crate::fetch::write_fetch;
 
 /// A 5 MB single-part message of text lines.
 fn five_megabytes() -> Vec<u8> {
@@ -23,7 +22,7 @@ async fn five_megabyte_body_is_written_in_bounded_pieces() {
     let item = fx.append(&raw, &[], &[]).await;
     let req = request("(UID BODY.PEEK[] RFC822.SIZE)", Vec::new());
     let mut out = CountingWriter::default();
-    write_fetch(&mut out, &fx.store, 1, &item, None, &req, &plain())
+    fetch_into(&mut out, &fx.store, &item, None, &req, &plain())
         .await
         .unwrap();
     let head = format!("* 1 FETCH (UID 1 BODY[] {{{}}}\r\n", raw.len());
@@ -95,10 +94,9 @@ async fn binary_of_a_part_larger_than_the_memory_budget_is_decoded_in_a_second_p
     let mut counting = CountingWriter::default();
     let req = request("BINARY.PEEK[2]", Vec::new());
     let summary = fx.summary(&item).await;
-    write_fetch(
+    fetch_into(
         &mut counting,
         &fx.store,
-        1,
         &item,
         Some(&summary),
         &req,

@@ -8,12 +8,11 @@ use imap_codec::decode::Decoder;
 use imap_codec::CommandCodec;
 use imap_types::command::CommandBody;
 use postkeep_imap_proto::ext::FetchExt;
-use postkeep_message::MessageSummary;
 use postkeep_store::{EntryRecord, Flag, FlagChange, FlagOp, MailStore, MailboxRole, RecordParts};
 use tempfile::TempDir;
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::fetch::{write_fetch, FetchError, FetchOptions, FetchRequest};
+use crate::fetch::{write_fetch, FetchError, FetchOptions, FetchRequest, Opened, Sink};
 
 /// 2026-02-02 10:00:00 UTC.
 pub(super) const INTERNAL_DATE: i64 = 1_770_026_400;
@@ -39,7 +38,8 @@ impl Fixture {
         }
     }
 
-    /// Appends `raw` to INBOX with `flags` and `keywords`; returns its FETCH row.
+    /// Appends `raw` to INBOX with `flags` and `keywords`; returns its FETCH row, with the
+    /// sealed summary and rendered envelope loaded.
     pub(super) async fn append(
         &self,
         raw: &[u8],
@@ -76,15 +76,21 @@ impl Fixture {
             .entry_records(
                 done.mailbox_id,
                 &[done.uid..=done.uid],
-                RecordParts::SUMMARY,
+                RecordParts {
+                    envelope: true,
+                    ..RecordParts::SUMMARY
+                },
             )
             .await
             .expect("entry records");
         rows.pop().expect("the appended row")
     }
 
-    pub(super) async fn summary(&self, item: &EntryRecord) -> MessageSummary {
-        self.store.summary(&item.record).await.expect("summary")
+    /// The whole summary of `item`, opened.
+    pub(super) async fn summary(&self, item: &EntryRecord) -> Opened {
+        Opened::Summary(Box::new(
+            self.store.summary(&item.record).await.expect("summary"),
+        ))
     }
 
     /// FETCH `items` (IMAP syntax, e.g. `(UID BODY[1])`) of `item` as message 1.
@@ -105,22 +111,9 @@ impl Fixture {
         opts: FetchOptions,
     ) -> Result<Vec<u8>, FetchError> {
         let req = request(items, ext);
-        let summary = if req.needs_summary() {
-            Some(self.summary(item).await)
-        } else {
-            None
-        };
+        let opened = Opened::load(&self.store, item, &req).await?;
         let mut out = Vec::new();
-        write_fetch(
-            &mut out,
-            &self.store,
-            1,
-            item,
-            summary.as_ref(),
-            &req,
-            &opts,
-        )
-        .await?;
+        fetch_into(&mut out, &self.store, item, Some(&opened), &req, &opts).await?;
         Ok(out)
     }
 
@@ -129,6 +122,31 @@ impl Fixture {
         let out = self.fetch(item, items, opts).await.expect("fetch");
         String::from_utf8_lossy(&out).into_owned()
     }
+}
+
+/// [`write_fetch`] of `item` as message 1 into `out`, then what the sink held back, also after
+/// an error, as the session writes it before its tagged reply.
+pub(super) async fn fetch_into<W: AsyncWrite + Unpin + Send>(
+    out: &mut W,
+    store: &MailStore,
+    item: &EntryRecord,
+    opened: Option<&Opened>,
+    req: &FetchRequest,
+    opts: &FetchOptions,
+) -> Result<(), FetchError> {
+    let mut pending = Vec::new();
+    let result = write_fetch(
+        &mut Sink::new(out, &mut pending),
+        store,
+        1,
+        item,
+        opened,
+        req,
+        opts,
+    )
+    .await;
+    out.write_all(&pending).await?;
+    result
 }
 
 /// The request a client's `FETCH 1 <items>` makes.
