@@ -135,6 +135,30 @@ CREATE TABLE IF NOT EXISTS vanished (
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS vanished_by_modseq ON vanished (mailbox_id, modseq);
+-- RFC 9208 STORAGE and MESSAGE usage per account, counted per entry (a copy counts again), kept
+-- by the triggers below inside every transaction that adds or removes entries, so QUOTA and
+-- each APPEND/COPY/MOVE check read one row instead of summing the account's entries.
+CREATE TABLE IF NOT EXISTS account_usage (
+    account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    messages INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0
+);
+CREATE TRIGGER IF NOT EXISTS account_usage_row AFTER INSERT ON accounts BEGIN
+    INSERT INTO account_usage (account_id) VALUES (NEW.id);
+END;
+-- By the message's account: a message row outlives its entries (remove_unreferenced deletes
+-- it after them), while a mailbox deleted with its entries is already gone when its entries'
+-- cascaded deletes fire these.
+CREATE TRIGGER IF NOT EXISTS account_usage_entry_added AFTER INSERT ON mailbox_entries BEGIN
+    UPDATE account_usage SET messages = messages + 1,
+        bytes = bytes + (SELECT wire_size FROM messages WHERE id = NEW.message_id)
+    WHERE account_id = (SELECT account_id FROM messages WHERE id = NEW.message_id);
+END;
+CREATE TRIGGER IF NOT EXISTS account_usage_entry_removed AFTER DELETE ON mailbox_entries BEGIN
+    UPDATE account_usage SET messages = messages - 1,
+        bytes = bytes - (SELECT wire_size FROM messages WHERE id = OLD.message_id)
+    WHERE account_id = (SELECT account_id FROM messages WHERE id = OLD.message_id);
+END;
 -- DKIM keys (RFC 6376): private keys sealed (PKCS#8), public keys as published in DNS.
 CREATE TABLE IF NOT EXISTS dkim_keys (
     domain_id INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
@@ -279,8 +303,10 @@ impl SqliteMeta {
         Ok(())
     }
 
-    /// Schema 3 adds `messages.envelope`. Existing messages keep it NULL and are served from
-    /// their summaries, as before. Re-checked inside the transaction like `migrate_from_1`.
+    /// Schema 3 adds `messages.envelope` and `account_usage`. Existing messages keep the
+    /// envelope NULL and are served from their summaries, as before; usage is counted once
+    /// here, and from then on by the triggers SCHEMA created. Re-checked inside the
+    /// transaction like `migrate_from_1`.
     async fn migrate_from_2(&self) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let version: Option<String> =
@@ -290,6 +316,12 @@ impl SqliteMeta {
         if version.as_deref() == Some("2") {
             sqlx::raw_sql(
                 "ALTER TABLE messages ADD COLUMN envelope BLOB; \
+                 INSERT OR REPLACE INTO account_usage (account_id, messages, bytes) \
+                   SELECT a.id, COUNT(e.uid), COALESCE(SUM(m.wire_size), 0) FROM accounts a \
+                   LEFT JOIN mailboxes b ON b.account_id = a.id \
+                   LEFT JOIN mailbox_entries e ON e.mailbox_id = b.id \
+                   LEFT JOIN messages m ON m.id = e.message_id \
+                   GROUP BY a.id; \
                  UPDATE settings SET value = '3' WHERE name = 'schema_version';",
             )
             .execute(&mut *tx)

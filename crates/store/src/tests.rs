@@ -5,7 +5,7 @@ use postkeep_crypto::MasterKey;
 use super::*;
 
 pub(crate) struct Fixture {
-    dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
     master_hex: String,
 }
 
@@ -598,7 +598,7 @@ async fn schema_1_database_with_inline_blobs_in_messages_is_migrated_and_reads_b
 }
 
 #[tokio::test]
-async fn schema_2_messages_without_rendered_envelope_load_their_summary_instead() {
+async fn schema_2_database_is_migrated_with_usage_counted_and_old_envelopes_from_summaries() {
     use sqlx::ConnectOptions;
     let fx = Fixture::new();
     let (store, account) = store_with_account(&fx).await;
@@ -615,6 +615,7 @@ async fn schema_2_messages_without_rendered_envelope_load_their_summary_instead(
         .unwrap();
     sqlx::raw_sql(
         "ALTER TABLE messages DROP COLUMN envelope; \
+         DROP TABLE account_usage; \
          UPDATE settings SET value = '2' WHERE name = 'schema_version';",
     )
     .execute(&mut conn)
@@ -627,10 +628,14 @@ async fn schema_2_messages_without_rendered_envelope_load_their_summary_instead(
         store.meta().get_setting("schema_version").await.unwrap(),
         Some("3".to_string())
     );
+    let wire = store.account_messages(account.id).await.unwrap()[0].wire_size;
+    let usage = store.quota_usage(account.id).await.unwrap();
+    assert_eq!((usage.messages, usage.bytes), (1, wire));
     store
         .append(account.id, MailboxRole::Inbox, raw, 0, &[])
         .await
         .unwrap();
+    assert_eq!(store.quota_usage(account.id).await.unwrap().messages, 2);
     let inbox = store
         .role_mailbox(account.id, MailboxRole::Inbox)
         .await

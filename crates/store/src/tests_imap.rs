@@ -720,6 +720,77 @@ async fn quota_counts_copies_twice_and_the_limit_is_settable() {
     ));
 }
 
+/// Usage summed from the account's entries, as QUOTA computed it before `account_usage`.
+async fn usage_from_entries(fx: &Fixture, account: &Account) -> (u64, u64) {
+    use sqlx::{ConnectOptions, Row};
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(fx.dir.path().join("postkeep.db"))
+        .connect()
+        .await
+        .unwrap();
+    let row = sqlx::query(
+        "SELECT COUNT(e.uid) AS messages, COALESCE(SUM(m.wire_size), 0) AS bytes \
+         FROM mailboxes b JOIN mailbox_entries e ON e.mailbox_id = b.id \
+         JOIN messages m ON m.id = e.message_id WHERE b.account_id = ?",
+    )
+    .bind(account.id)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    let count = |name: &str| u64::try_from(row.get::<i64, _>(name)).unwrap();
+    (count("messages"), count("bytes"))
+}
+
+#[tokio::test]
+async fn usage_row_follows_append_copy_move_expunge_and_mailbox_delete() {
+    let fx = Fixture::new();
+    let (store, account) = store_with_account(&fx).await;
+    let other = store.create_account("bob@example.org", None).await.unwrap();
+    let check = |step: &'static str| {
+        let (store, account, fx) = (&store, &account, &fx);
+        async move {
+            let usage = store.quota_usage(account.id).await.unwrap();
+            assert_eq!(
+                (usage.messages, usage.bytes),
+                usage_from_entries(fx, account).await,
+                "after {step}"
+            );
+            usage
+        }
+    };
+    let uids = fill_inbox(&store, &account, &["a", "bb", "ccc", "dddd"]).await;
+    fill_inbox(&store, &other, &["not alice's"]).await;
+    assert_eq!(check("append").await.messages, 4);
+    let inbox_id = inbox(&store, &account).await.id;
+    let folder = store
+        .create_mailbox(account.id, "Folder", None)
+        .await
+        .unwrap();
+    store
+        .copy_entries(inbox_id, &uids, folder.id, false)
+        .await
+        .unwrap();
+    assert_eq!(check("copy").await.messages, 8);
+    store
+        .copy_entries(folder.id, &uids[..2], inbox_id, true)
+        .await
+        .unwrap();
+    assert_eq!(check("move").await.messages, 8);
+    store
+        .expunge(inbox_id, Some(&uids[..1]), false)
+        .await
+        .unwrap();
+    assert_eq!(check("expunge").await.messages, 7);
+    store.delete_mailbox(folder.id).await.unwrap();
+    assert_eq!(check("mailbox delete").await.messages, 5);
+    let others = store.quota_usage(other.id).await.unwrap();
+    assert_eq!(
+        (others.messages, others.bytes),
+        usage_from_entries(&fx, &other).await
+    );
+    assert_eq!(others.messages, 1);
+}
+
 #[tokio::test]
 async fn watch_is_notified_after_group_committed_appends_and_stores() {
     let fx = Fixture::new();

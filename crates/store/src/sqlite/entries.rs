@@ -568,16 +568,9 @@ pub(super) async fn quota_usage(
     meta: &SqliteMeta,
     account_id: AccountId,
 ) -> Result<QuotaUsage, StoreError> {
-    // TODO: a `usage` row maintained in the writing transactions (docs/imap-plan.md §2) would
-    // make this O(1); the aggregate is correct and cheap enough for now.
     let row = sqlx::query(
-        "SELECT a.quota_bytes AS quota, COUNT(e.uid) AS messages, \
-         COALESCE(SUM(m.wire_size), 0) AS bytes \
-         FROM accounts a \
-         LEFT JOIN mailboxes b ON b.account_id = a.id \
-         LEFT JOIN mailbox_entries e ON e.mailbox_id = b.id \
-         LEFT JOIN messages m ON m.id = e.message_id \
-         WHERE a.id = ? GROUP BY a.id",
+        "SELECT a.quota_bytes AS quota, u.messages, u.bytes \
+         FROM accounts a JOIN account_usage u ON u.account_id = a.id WHERE a.id = ?",
     )
     .bind(account_id)
     .fetch_optional(&meta.pool)
