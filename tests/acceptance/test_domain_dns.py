@@ -121,8 +121,8 @@ def this_month() -> str:
 
 
 def configure(srv) -> None:
-    """A public-looking hostname, the submissions listener on and the submission, imap and
-    pop3s listeners off, so both an offered and a missing service are printed."""
+    """A public-looking hostname, the submissions and pop3 listeners on and the submission,
+    imap and pop3s listeners off, so both an offered and a missing service are printed."""
     text = srv.config_text()
     text = re.sub(r'(?m)^hostname = .*$', f'hostname = "{HOSTNAME}"', text)
     assert re.search(r'(?m)^submissions = "', text), "the dev config serves submissions"
@@ -171,7 +171,8 @@ def test_domain_add_then_dns_prints_every_record_with_working_dkim_keys(make_ser
 
     assert srv_record("_submissions") == [f"0 1 {listen_port(srv, 'submissions')} {host}"], out
     assert srv_record("_imaps") == [f"0 1 {listen_port(srv, 'imaps')} {host}"], out
-    for off in ("_submission", "_imap", "_pop3s", "_pop3"):
+    assert srv_record("_pop3") == [f"30 1 {listen_port(srv, 'pop3')} {host}"], out
+    for off in ("_submission", "_imap", "_pop3s"):
         assert srv_record(off) == ["0 0 0 ."], f"{off} is not configured: {out}"
     for name in ("autoconfig", "autodiscover"):
         assert find(recs, f"{name}.{OTHER}.", "CNAME") == [host], out

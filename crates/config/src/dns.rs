@@ -1,5 +1,5 @@
-//! `[dns]` and `[inbound_auth]`: the resolver inbound authentication (SPF, DKIM, DMARC, ARC)
-//! asks, and whether it runs.
+//! `[dns]` and `[inbound_auth]`: the resolver that inbound authentication (SPF, DKIM, DMARC,
+//! ARC) and the outbound queue's MX lookups ask, and whether inbound authentication runs.
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -156,7 +156,7 @@ max_connections = {pop3_max_connections}
 # Simultaneous connections from one IP address.
 max_connections_per_ip = {pop3_max_connections_per_ip}
 
-# DNS for sender authentication (SPF, DKIM, DMARC, ARC).
+# DNS for sender authentication (SPF, DKIM, DMARC, ARC) and outbound MX lookups.
 [dns]
 # Nameservers as "ip:port", e.g. ["127.0.0.1:53"]; empty = the system's (/etc/resolv.conf).
 nameservers = []

@@ -31,6 +31,7 @@ pub struct MailHost {
     pub submissions: Option<u16>,
     pub imap: Option<u16>,
     pub imaps: Option<u16>,
+    pub pop3: Option<u16>,
     pub pop3s: Option<u16>,
     pub https: Option<u16>,
 }
@@ -276,15 +277,16 @@ fn srv(zone: &mut Zone, req: &ZoneRequest<'_>) {
         "Mail client setup (RFC 6186), implicit TLS preferred (RFC 8314 §5.1). A target of \".\"\n\
          says the service is not offered (its listener is off in postkeep.toml).",
     );
-    // (service, priority, port): lower priority wins, so implicit TLS comes first and POP3
-    // after IMAP for clients that can use either. Plain POP3 is never offered.
+    // (service, priority, port): lower priority wins (RFC 6186 §3.4), so implicit TLS comes
+    // first and POP3 after IMAP for clients that can use either. The plain IMAP and POP3
+    // ports (RFC 6186 §3.2, §3.3) refuse any login before STARTTLS / STLS.
     let services = [
         ("_submissions", 0, host.submissions),
         ("_submission", 10, host.submission),
         ("_imaps", 0, host.imaps),
         ("_imap", 10, host.imap),
         ("_pop3s", 20, host.pop3s),
-        ("_pop3", 0, None),
+        ("_pop3", 30, host.pop3),
     ];
     for (service, priority, port) in services {
         let data = match port {

@@ -52,6 +52,7 @@ fn host() -> MailHost {
         submissions: Some(465),
         imap: None,
         imaps: Some(993),
+        pop3: Some(110),
         pop3s: Some(995),
         https: Some(443),
     }
@@ -476,7 +477,7 @@ fn zone_has_every_record_with_the_configured_ports() {
     assert_eq!(srv("_imaps"), ["0 1 993 mail.example.org."]);
     assert_eq!(srv("_imap"), ["0 0 0 ."], "imap is off: not offered");
     assert_eq!(srv("_pop3s"), ["20 1 995 mail.example.org."]);
-    assert_eq!(srv("_pop3"), ["0 0 0 ."]);
+    assert_eq!(srv("_pop3"), ["30 1 110 mail.example.org."]);
     assert_eq!(
         find("autoconfig.example.org.", "CNAME"),
         ["mail.example.org."]
@@ -485,6 +486,35 @@ fn zone_has_every_record_with_the_configured_ports() {
         find("autodiscover.example.org.", "CNAME"),
         ["mail.example.org."]
     );
+}
+
+/// A service whose listener is off is published with the target "." (RFC 2782: "decidedly
+/// not available"), so clients do not guess; here the POP3 pair (IMAP: the test above).
+#[test]
+fn pop3_listeners_that_are_off_are_published_as_not_offered() {
+    let host = MailHost {
+        pop3: None,
+        pop3s: None,
+        ..host()
+    };
+    let zone = dns::zone(&ZoneRequest {
+        domain: DOMAIN,
+        host: &host,
+        dkim_keys: &[],
+        report_address: "postmaster@example.org",
+        report_address_exists: true,
+    });
+    let srv = |service: &str| -> Vec<String> {
+        let owner = format!("{service}._tcp.example.org.");
+        records(&zone)
+            .into_iter()
+            .filter(|(o, t, _)| *o == owner && t == "SRV")
+            .map(|(_, _, data)| data)
+            .collect()
+    };
+    assert_eq!(srv("_pop3"), ["0 0 0 ."]);
+    assert_eq!(srv("_pop3s"), ["0 0 0 ."]);
+    assert_eq!(srv("_imaps"), ["0 1 993 mail.example.org."]);
 }
 
 #[test]

@@ -21,12 +21,10 @@
 
 mod header;
 mod read;
-mod resolver;
 mod verify;
 
 pub use header::{claims_authserv_id, render};
 pub use read::HEADER_MAX;
-pub use resolver::DnsSettings;
 
 use std::time::Duration;
 
@@ -35,6 +33,7 @@ use mail_auth::MessageAuthenticator;
 use postkeep_delivery::{
     AuthResult, DmarcCheck, DmarcPolicy, InboundMessage, SenderAuthentication, Stage, Verdict,
 };
+use postkeep_net::dns::Resolver;
 use postkeep_store::{MailboxRole, MessageBytes};
 
 use crate::verify::Session;
@@ -42,15 +41,6 @@ use crate::verify::Session;
 /// Each round of checks (SPF, DKIM and ARC side by side; then DMARC) may take this many DNS
 /// timeouts: an SPF record with includes needs several queries in a row.
 const QUERIES_PER_ROUND: u32 = 3;
-
-/// Setting up the stage failed.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("cannot read the system DNS configuration (/etc/resolv.conf): {0}")]
-    SystemResolver(String),
-    #[error("cannot set up the DNS resolver: {0}")]
-    Resolver(String),
-}
 
 /// The sender-authentication stage (see the crate docs).
 pub struct InboundAuth {
@@ -62,13 +52,14 @@ pub struct InboundAuth {
 
 impl InboundAuth {
     /// A stage writing `authserv_id` (the configured host name) into its header and asking
-    /// the DNS of `dns`. Delivery waits at most `2 × 3 × dns.timeout` for the checks.
-    pub fn new(authserv_id: &str, dns: &DnsSettings) -> Result<Self, Error> {
-        Ok(InboundAuth {
-            dns: resolver::authenticator(dns)?,
+    /// `dns` (the `[dns]` resolver, whose cache it shares). Delivery waits at most
+    /// `2 × 3 × dns.timeout()` for the checks.
+    pub fn new(authserv_id: &str, dns: &Resolver) -> Self {
+        InboundAuth {
+            dns: MessageAuthenticator(dns.lookup().clone()),
             authserv_id: authserv_id.to_owned(),
-            budget: dns.timeout.saturating_mul(QUERIES_PER_ROUND),
-        })
+            budget: dns.timeout().saturating_mul(QUERIES_PER_ROUND),
+        }
     }
 
     /// Hook for authenticated submission (RFC 6409): mail a logged-in user hands in is ours
@@ -197,6 +188,7 @@ mod tests {
     use std::time::Instant;
 
     use postkeep_delivery::{AuthResult, Deliverer, Filing, SpfIdentity};
+    use postkeep_net::dns::DnsSettings;
     use postkeep_smtp::{DeliveryOutcome, Envelope};
 
     use super::*;
@@ -227,13 +219,14 @@ mod tests {
     }
 
     /// A nameserver that receives queries and never answers.
-    fn silent_nameserver() -> (std::net::UdpSocket, DnsSettings) {
+    fn silent_nameserver() -> (std::net::UdpSocket, Resolver) {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let settings = DnsSettings {
+        let resolver = Resolver::new(&DnsSettings {
             nameservers: vec![socket.local_addr().unwrap()],
             timeout: Duration::from_millis(200),
-        };
-        (socket, settings)
+        })
+        .unwrap();
+        (socket, resolver)
     }
 
     const SIGNED: &[u8] = b"Authentication-Results: mx.example.org; dkim=pass header.d=a.test\r\n\
@@ -260,8 +253,8 @@ mod tests {
 
     #[tokio::test]
     async fn dns_that_never_answers_gives_temperror_in_bounded_time_and_delivers() {
-        let (_socket, settings) = silent_nameserver();
-        let stage = InboundAuth::new(HOST, &settings).unwrap();
+        let (_socket, dns) = silent_nameserver();
+        let stage = InboundAuth::new(HOST, &dns);
         let mut m = message(SIGNED, "ceo@a.test");
         let started = Instant::now();
         assert_eq!(stage.process(&mut m).await, Verdict::Continue);
@@ -302,14 +295,14 @@ mod tests {
     /// The organizer reads the results of a stored message from its sealed summary.
     #[tokio::test]
     async fn every_stored_copy_keeps_the_results_in_its_summary() {
-        let (_socket, settings) = silent_nameserver();
+        let (_socket, dns) = silent_nameserver();
         let dir = tempfile::tempdir().unwrap();
         let store = postkeep_store::testing::store_with_domain(dir.path(), "example.org").await;
         let recipients = ["a@example.org", "b@example.org"];
         for address in recipients {
             store.create_account(address, None).await.unwrap();
         }
-        let stage = InboundAuth::new(HOST, &settings).unwrap();
+        let stage = InboundAuth::new(HOST, &dns);
         let deliverer = Deliverer::new(Arc::clone(&store), vec![Arc::new(stage)]);
         let mut envelope = message(SIGNED, "ceo@a.test").envelope;
         envelope.rcpt_to = recipients.map(String::from).to_vec();
@@ -329,8 +322,8 @@ mod tests {
 
     #[tokio::test]
     async fn null_sender_is_checked_by_helo() {
-        let (_socket, settings) = silent_nameserver();
-        let stage = InboundAuth::new(HOST, &settings).unwrap();
+        let (_socket, dns) = silent_nameserver();
+        let stage = InboundAuth::new(HOST, &dns);
         let mut m = message(b"From: x@a.test\r\n\r\nbounce\r\n", "");
         assert_eq!(stage.process(&mut m).await, Verdict::Continue);
         let auth = m.authentication.unwrap();
@@ -340,8 +333,8 @@ mod tests {
 
     #[tokio::test]
     async fn submitted_mail_is_not_verified() {
-        let (_socket, settings) = silent_nameserver();
-        let stage = InboundAuth::new(HOST, &settings).unwrap();
+        let (_socket, dns) = silent_nameserver();
+        let stage = InboundAuth::new(HOST, &dns);
         let mut m = message(SIGNED, "ceo@a.test");
         m.submitted_by = Some(1);
         assert_eq!(stage.process(&mut m).await, Verdict::Continue);

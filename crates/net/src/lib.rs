@@ -1,7 +1,10 @@
 //! What every listener shares, whatever its protocol (SMTP, POP3, IMAP): admission control by
 //! connection counts (with a refusal line on plaintext listeners), the accept loop, and a
-//! bounded TLS handshake.
+//! bounded TLS handshake. Also the one DNS resolver of `[dns]` ([`dns`]) for the crates that
+//! look names up.
 #![forbid(unsafe_code)]
+
+pub mod dns;
 
 use std::collections::HashMap;
 use std::io::Write;

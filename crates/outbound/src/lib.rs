@@ -31,7 +31,7 @@
 //!   message. A DSN for one of our users is filed locally, one for a remote sender is queued.
 //! * **Routing.** Recipients of our own domains are filed through the `Deliverer` without a
 //!   network hop. Others are grouped by domain; the MX records are asked of the `[dns]`
-//!   resolver and tried by preference; without MX the domain's own address records (RFC 5321
+//!   resolver (`postkeep_net::dns`, shared with inbound authentication) and tried by preference; without MX the domain's own address records (RFC 5321
 //!   §5.1); a null MX (RFC 7505) fails at once.
 //! * **TLS.** Opportunistic STARTTLS: used whenever offered, certificate not verified (no
 //!   MTA-STS or DANE yet, see `client`), plaintext when the server offers none or the
@@ -54,15 +54,13 @@ mod settings;
 
 pub use envelope::Status;
 pub use queue::{ItemRecipient, Queue, QueueItem};
-pub use settings::{DnsSettings, QueueSettings};
+pub use settings::QueueSettings;
 
 /// Why the queue could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error(transparent)]
     Store(#[from] postkeep_store::StoreError),
-    #[error("DNS resolver: {0}")]
-    Resolver(String),
     #[error("TLS client setup: {0}")]
     Tls(String),
     #[error("DKIM signing failed: {0}")]

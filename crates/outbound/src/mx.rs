@@ -3,14 +3,11 @@
 
 use std::net::IpAddr;
 
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::NetError;
 use hickory_resolver::proto::rr::RData;
-use hickory_resolver::TokioResolver;
+use postkeep_net::dns::{Resolver, TokioResolver};
 
 use crate::envelope::Reply;
-use crate::settings::DnsSettings;
 
 /// Most MX hosts tried in one attempt: enough for any sane domain, bounded for a hostile one.
 const MAX_HOSTS: usize = 8;
@@ -59,49 +56,16 @@ pub fn order_mx(mut records: Vec<(u16, String)>) -> Result<Vec<String>, Reply> {
     Ok(names)
 }
 
-/// A resolver for MX and address records, configured from `[dns]`.
+/// MX and address lookups through the `[dns]` resolver.
 pub struct MxResolver {
     resolver: TokioResolver,
 }
 
 impl MxResolver {
-    pub fn new(settings: &DnsSettings) -> Result<Self, String> {
-        let (config, mut options) = if settings.nameservers.is_empty() {
-            hickory_resolver::system_conf::read_system_conf()
-                .map_err(|e| format!("cannot read the system resolver configuration: {e}"))?
-        } else {
-            let servers = settings
-                .nameservers
-                .iter()
-                .map(|addr| {
-                    let on_port = |mut connection: ConnectionConfig| {
-                        connection.port = addr.port();
-                        connection
-                    };
-                    // TCP too: a long MX or address answer may be truncated over UDP.
-                    NameServerConfig::new(
-                        addr.ip(),
-                        true,
-                        vec![
-                            on_port(ConnectionConfig::udp()),
-                            on_port(ConnectionConfig::tcp()),
-                        ],
-                    )
-                })
-                .collect();
-            (
-                ResolverConfig::from_name_servers(servers),
-                ResolverOpts::default(),
-            )
-        };
-        if !settings.timeout.is_zero() {
-            options.timeout = settings.timeout;
+    pub fn new(dns: &Resolver) -> Self {
+        Self {
+            resolver: dns.lookup().clone(),
         }
-        let resolver = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
-            .with_options(options)
-            .build()
-            .map_err(|e| format!("cannot build the DNS resolver: {e}"))?;
-        Ok(Self { resolver })
     }
 
     /// Where mail for `domain` goes now.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use postkeep_delivery::{Deliverer, Outbox, OutboxError};
+use postkeep_net::dns::Resolver;
 use postkeep_smtp::{Authenticated, DeliveryOutcome, Envelope as SmtpEnvelope};
 use postkeep_store::{AccountId, MailStore, MessageBytes, QueueEntry, Recipient};
 use tokio::sync::{watch, Notify, Semaphore};
@@ -16,7 +17,7 @@ use crate::client::{Client, HostOutcome, MessageSource, Transaction};
 use crate::dsn::{self, Kind, Report};
 use crate::envelope::{Clock, Envelope, Outcome, Reply, Status};
 use crate::mx::{MxResolver, Route};
-use crate::settings::{DnsSettings, QueueSettings};
+use crate::settings::QueueSettings;
 use crate::QueueError;
 
 /// Most of a queued message's header returned in a DSN.
@@ -76,15 +77,15 @@ fn secs(duration: Duration) -> i64 {
 
 impl Queue {
     /// Opens the queue on `store`: local recipients are filed through `deliverer`, remote
-    /// ones delivered per `settings`, MX records looked up as `dns` says. Sweeps message
+    /// ones delivered per `settings`, MX records looked up through `dns`. Sweeps message
     /// blobs a crash left without an entry. Start delivering with [`Queue::run`].
     pub async fn open(
         store: Arc<MailStore>,
         deliverer: Arc<Deliverer>,
         settings: QueueSettings,
-        dns: DnsSettings,
+        dns: &Resolver,
     ) -> Result<Arc<Self>, QueueError> {
-        let resolver = MxResolver::new(&dns).map_err(QueueError::Resolver)?;
+        let resolver = MxResolver::new(dns);
         let mut client = Client::new(settings.hostname.clone(), settings.remote_port)
             .map_err(|e| QueueError::Tls(e.to_string()))?;
         client.connect_timeout = settings.connect_timeout;

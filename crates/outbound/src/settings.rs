@@ -1,6 +1,5 @@
-//! What the queue is told: its schedule and limits (`[queue]`) and its resolver (`[dns]`).
+//! What the queue is told: its schedule and limits (`[queue]`).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// The queue's schedule, limits and identity.
@@ -62,29 +61,6 @@ impl QueueSettings {
             .checked_mul(1u32 << doublings.min(31))
             .unwrap_or(self.retry_max);
         wait.min(self.retry_max).max(Duration::from_secs(1))
-    }
-}
-
-/// Where MX and address lookups go.
-///
-/// TODO: `postkeep_inbound_auth::DnsSettings` and its resolver configuration
-/// (`inbound-auth/src/resolver.rs`) are the same as this and `MxResolver::new`; both should
-/// come from one module (e.g. `postkeep-net`), built once from `[dns]` in `serve.rs`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct DnsSettings {
-    /// Nameservers as `ip:port`; empty: the system resolver (`/etc/resolv.conf`).
-    pub nameservers: Vec<SocketAddr>,
-    /// Time one query may take.
-    pub timeout: Duration,
-}
-
-impl DnsSettings {
-    /// The settings of `[dns]`.
-    pub fn new(dns: &postkeep_config::Dns) -> Self {
-        Self {
-            nameservers: dns.nameservers.clone(),
-            timeout: dns.timeout(),
-        }
     }
 }
 

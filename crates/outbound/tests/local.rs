@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postkeep_delivery::Outbox;
-use postkeep_outbound::{DnsSettings, Queue};
+use postkeep_net::dns::DnsSettings;
+use postkeep_outbound::Queue;
 use postkeep_store::MessageBytes;
 use support::*;
 use tokio::sync::watch;

@@ -61,6 +61,7 @@ fn mail_host(config: &Config) -> MailHost {
         submissions: port(listen.submissions),
         imap: port(listen.imap),
         imaps: port(listen.imaps),
+        pop3: port(listen.pop3),
         pop3s: port(listen.pop3s),
         https: port(listen.https),
     }

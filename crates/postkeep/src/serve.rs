@@ -10,7 +10,8 @@ use postkeep_auth::Throttle;
 use postkeep_config::Config;
 use postkeep_delivery::Deliverer;
 use postkeep_imap::{ImapServer, ImapSettings, Security};
-use postkeep_outbound::{DnsSettings as QueueDns, Queue, QueueSettings};
+use postkeep_net::dns::{DnsSettings, Resolver};
+use postkeep_outbound::{Queue, QueueSettings};
 use postkeep_pop3::{Pop3Server, Pop3Settings, Security as Pop3Security};
 use postkeep_smtp::{Mode, Security as SmtpSecurity, SmtpServer, SmtpSettings};
 use postkeep_store::{BlobArea, MailStore};
@@ -44,14 +45,20 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut servers = JoinSet::new();
     let listen = &dir.config.listen;
-    let stages = mx_stages(&dir.config)?;
+    // One resolver (one answer cache) for the queue's MX lookups and sender authentication.
+    let dns = Resolver::new(&DnsSettings {
+        nameservers: dir.config.dns.nameservers.clone(),
+        timeout: dir.config.dns.timeout(),
+    })
+    .context("cannot set up DNS ([dns])")?;
+    let stages = mx_stages(&dir.config, &dns);
     // The outbound queue always runs: it retries what earlier processes accepted and sends
     // DSNs. Its local copies and DSNs pass the MX stages marked as ours.
     let queue = Queue::open(
         Arc::clone(&store),
         Arc::new(Deliverer::new(Arc::clone(&store), stages.clone())),
         QueueSettings::new(&dir.config.hostname, &dir.config.queue),
-        QueueDns::new(&dir.config.dns),
+        &dns,
     )
     .await
     .context("cannot open the outbound queue")?;
@@ -219,17 +226,12 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
 
 /// The delivery stages of mail received as MX: sender authentication (SPF, DKIM, ARC, DMARC)
 /// unless `[inbound_auth]` turns it off.
-fn mx_stages(config: &Config) -> anyhow::Result<Vec<Arc<dyn postkeep_delivery::Stage>>> {
+fn mx_stages(config: &Config, dns: &Resolver) -> Vec<Arc<dyn postkeep_delivery::Stage>> {
     if !config.inbound_auth.enabled {
-        return Ok(Vec::new());
+        return Vec::new();
     }
-    let dns = postkeep_inbound_auth::DnsSettings {
-        nameservers: config.dns.nameservers.clone(),
-        timeout: config.dns.timeout(),
-    };
-    let stage = postkeep_inbound_auth::InboundAuth::new(&config.hostname, &dns)
-        .context("cannot start sender authentication ([inbound_auth])")?;
-    Ok(vec![Arc::new(stage)])
+    let stage = postkeep_inbound_auth::InboundAuth::new(&config.hostname, dns);
+    vec![Arc::new(stage)]
 }
 
 fn smtp_settings(config: &Config) -> SmtpSettings {
@@ -363,8 +365,15 @@ fn print_dev_help(dir: &DataDir) {
         );
         println!("    or: curl -k --user demo@example.test 'imaps://{imaps}/INBOX;UID=1'");
     }
+    if let Some(imap) = dir.config.listen.imap {
+        println!("    IMAP: imap on {imap} (STARTTLS before login)");
+    }
     if let Some(pop3s) = dir.config.listen.pop3s {
         println!("    POP3: pop3s on {pop3s}");
+    }
+    if let Some(pop3) = dir.config.listen.pop3 {
+        println!("    POP3: pop3 on {pop3} (STLS before login, self-signed certificate);");
+        println!("    or: curl --ssl-reqd -k --user demo@example.test pop3://{pop3}/1");
     }
     println!(
         "    or export it: cargo run --release -- export demo@example.test /tmp/demo.mbox --data {}",

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use postkeep_crypto::MasterKey;
 use postkeep_delivery::Deliverer;
-use postkeep_outbound::{DnsSettings, Queue, QueueSettings};
+use postkeep_net::dns::{DnsSettings, Resolver};
+use postkeep_outbound::{Queue, QueueSettings};
 use postkeep_store::{KeyScope, MailStore, MailboxRole, MasterLoader};
 
 pub const DOMAIN: &str = "example.org";
@@ -265,7 +266,8 @@ impl Fixture {
 
     pub async fn queue(&self, settings: QueueSettings, dns: DnsSettings) -> Arc<Queue> {
         let deliverer = Arc::new(Deliverer::new(Arc::clone(&self.store), Vec::new()));
-        Queue::open(Arc::clone(&self.store), deliverer, settings, dns)
+        let resolver = Resolver::new(&dns).expect("a resolver");
+        Queue::open(Arc::clone(&self.store), deliverer, settings, &resolver)
             .await
             .expect("open the queue")
     }
