@@ -534,6 +534,7 @@ class Bench:
     def timed(self, server, op: str, conn: Conn, command: str, **info):
         """Runs one command, records wall time and server CPU; returns its untagged responses
         (None after an error, which is recorded with the exact exchange)."""
+        self.settle()
         pids = server.pids()
         cpu0 = cpu_ms(pids)
         t0 = time.perf_counter()
@@ -545,6 +546,21 @@ class Bench:
         ms = (time.perf_counter() - t0) * 1000
         self.record(server, op, ms, cpu_ms(server.pids()) - cpu0, **info)
         return untagged
+
+    def settle(self, quiet_ms: float = 100, limit_s: float = 3) -> None:
+        """Waits until no server has used CPU for `quiet_ms`, so that work one server does after
+        its last reply (Dovecot writing its index cache, a commit's fsync) is not timed as the
+        other's."""
+        pids = [pid for server in self.servers for pid in server.pids()]
+        deadline = time.monotonic() + limit_s
+        last, quiet_since = cpu_ms(pids), time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.02)
+            now = cpu_ms(pids)
+            if now != last:
+                last, quiet_since = now, time.monotonic()
+            elif (time.monotonic() - quiet_since) * 1000 >= quiet_ms:
+                return
 
     # -- setup
 

@@ -38,6 +38,10 @@ use crate::respond;
 /// Messages loaded per store round trip while answering FETCH: bounds memory on `1:*`.
 const FETCH_BATCH: usize = 256;
 
+/// The first batches are smaller, so that writing starts early and overlaps loading the rest
+/// even when a FETCH names only a few dozen messages.
+const FETCH_FIRST_BATCHES: [usize; 3] = [16, 64, 128];
+
 /// Batches a FETCH loads ahead of the one being written.
 const FETCH_LOAD_AHEAD: usize = 2;
 
@@ -132,7 +136,7 @@ impl Session {
             request: Arc::new(request.clone()),
             changed_since,
         };
-        let mut batches = uids.chunks(FETCH_BATCH);
+        let mut batches = fetch_batches(&uids);
         // The next batches load while this one is written, each on its own database
         // connection: loading (the database thread, opening sealed data) costs more than
         // writing, so two loads side by side keep the writer busy on a multi-core machine.
@@ -885,6 +889,18 @@ fn render_thread(node: &ThreadNode, number: &dyn Fn(usize) -> u32, out: &mut Str
     }
 }
 
+/// `uids` in the batches a FETCH loads them in: [`FETCH_FIRST_BATCHES`], then [`FETCH_BATCH`].
+fn fetch_batches(uids: &[u32]) -> impl Iterator<Item = &[u32]> {
+    let mut rest = uids;
+    let mut sizes = FETCH_FIRST_BATCHES.into_iter();
+    std::iter::from_fn(move || {
+        let size = sizes.next().unwrap_or(FETCH_BATCH).min(rest.len());
+        let (batch, after) = rest.split_at(size);
+        rest = after;
+        (!batch.is_empty()).then_some(batch)
+    })
+}
+
 /// One FETCH command's loading of messages, batch by batch.
 struct FetchLoad {
     store: Arc<MailStore>,
@@ -939,6 +955,16 @@ mod tests {
             out.push(')');
         }
         out
+    }
+
+    #[test]
+    fn fetch_batches_start_small_and_cover_every_uid_once_in_order() {
+        let uids: Vec<u32> = (1..=1000).collect();
+        let sizes: Vec<usize> = fetch_batches(&uids).map(<[u32]>::len).collect();
+        assert_eq!(sizes, [16, 64, 128, 256, 256, 256, 24]);
+        assert_eq!(fetch_batches(&uids).flatten().copied().collect::<Vec<_>>(), uids);
+        assert_eq!(fetch_batches(&uids[..20]).map(<[u32]>::len).collect::<Vec<_>>(), [16, 4]);
+        assert_eq!(fetch_batches(&[]).count(), 0);
     }
 
     #[test]
