@@ -962,8 +962,16 @@ mod tests {
         let uids: Vec<u32> = (1..=1000).collect();
         let sizes: Vec<usize> = fetch_batches(&uids).map(<[u32]>::len).collect();
         assert_eq!(sizes, [16, 64, 128, 256, 256, 256, 24]);
-        assert_eq!(fetch_batches(&uids).flatten().copied().collect::<Vec<_>>(), uids);
-        assert_eq!(fetch_batches(&uids[..20]).map(<[u32]>::len).collect::<Vec<_>>(), [16, 4]);
+        assert_eq!(
+            fetch_batches(&uids).flatten().copied().collect::<Vec<_>>(),
+            uids
+        );
+        assert_eq!(
+            fetch_batches(&uids[..20])
+                .map(<[u32]>::len)
+                .collect::<Vec<_>>(),
+            [16, 4]
+        );
         assert_eq!(fetch_batches(&[]).count(), 0);
     }
 
