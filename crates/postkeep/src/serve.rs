@@ -1,5 +1,6 @@
 //! `postkeep serve`: every configured listener over one store.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,10 +81,14 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
         );
     }
     let submission_listeners = [
-        (listen.submission, SmtpSecurity::StartTls),
-        (listen.submissions, SmtpSecurity::ImplicitTls),
+        (
+            listen.submission,
+            SmtpSecurity::StartTls,
+            "submission (STARTTLS)",
+        ),
+        (listen.submissions, SmtpSecurity::ImplicitTls, "submissions"),
     ];
-    if submission_listeners.iter().any(|(addr, _)| addr.is_some()) {
+    if submission_listeners.iter().any(|(addr, ..)| addr.is_some()) {
         // RFC 8314 §4.1: TLS 1.3 only, as on imaps and pop3s; 587 requires STARTTLS anyway.
         let tls = load_tls13(&dir)?
             .context("submission and submissions need a TLS certificate in [tls]")?;
@@ -98,33 +103,22 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
                 sent_copy: dir.config.submission.sent_copy,
             },
         ));
-        // One server for both ports: one connection cap, one set of per-IP limits.
         let server = Arc::new(SmtpServer::new(
             submission_settings(&dir.config),
             handler,
             Some(tls),
         ));
-        for (addr, security) in submission_listeners {
-            let Some(addr) = addr else { continue };
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen for submission on {addr}"))?;
+        bind_listeners(submission_listeners, |listener, security| {
             servers.spawn(Arc::clone(&server).serve_with(listener, security, shutdown_rx.clone()));
-            let name = if security == SmtpSecurity::ImplicitTls {
-                "submissions"
-            } else {
-                "submission (STARTTLS)"
-            };
-            println!("{name}: listening on {addr}");
-        }
+        })
+        .await?;
     }
     let pop3_listeners = [
-        (listen.pop3s, Pop3Security::ImplicitTls),
-        (listen.pop3, Pop3Security::StartTls),
+        (listen.pop3s, Pop3Security::ImplicitTls, "pop3s"),
+        (listen.pop3, Pop3Security::StartTls, "pop3 (STLS)"),
     ];
-    if pop3_listeners.iter().any(|(addr, _)| addr.is_some()) {
+    if pop3_listeners.iter().any(|(addr, ..)| addr.is_some()) {
         let tls = load_tls13(&dir)?.context("pop3 and pop3s need a TLS certificate in [tls]")?;
-        // One server for both ports: one connection cap, one set of per-IP limits.
         let server = Arc::new(Pop3Server::new(
             Pop3Settings {
                 max_connections: dir.config.pop3.max_connections as usize,
@@ -135,27 +129,17 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
             Arc::clone(&auth),
             tls,
         ));
-        for (addr, security) in pop3_listeners {
-            let Some(addr) = addr else { continue };
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen for POP3 on {addr}"))?;
+        bind_listeners(pop3_listeners, |listener, security| {
             servers.spawn(Arc::clone(&server).serve(listener, security, shutdown_rx.clone()));
-            let name = if security == Pop3Security::ImplicitTls {
-                "pop3s"
-            } else {
-                "pop3 (STLS)"
-            };
-            println!("{name}: listening on {addr}");
-        }
+        })
+        .await?;
     }
     let imap_listeners = [
-        (listen.imaps, Security::ImplicitTls),
-        (listen.imap, Security::StartTls),
+        (listen.imaps, Security::ImplicitTls, "imaps"),
+        (listen.imap, Security::StartTls, "imap (STARTTLS)"),
     ];
-    if imap_listeners.iter().any(|(addr, _)| addr.is_some()) {
+    if imap_listeners.iter().any(|(addr, ..)| addr.is_some()) {
         let tls = load_tls13(&dir)?.context("imap and imaps need a TLS certificate in [tls]")?;
-        // One server for both ports: one connection cap, one set of per-IP limits.
         let server = Arc::new(ImapServer::new(
             ImapSettings {
                 max_connections: dir.config.imap.max_connections as usize,
@@ -167,19 +151,10 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
             Arc::clone(&auth),
             tls,
         ));
-        for (addr, security) in imap_listeners {
-            let Some(addr) = addr else { continue };
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen for IMAP on {addr}"))?;
+        bind_listeners(imap_listeners, |listener, security| {
             servers.spawn(Arc::clone(&server).serve(listener, security, shutdown_rx.clone()));
-            let name = if security == Security::ImplicitTls {
-                "imaps"
-            } else {
-                "imap (STARTTLS)"
-            };
-            println!("{name}: listening on {addr}");
-        }
+        })
+        .await?;
     }
     for (name, addr) in listen.enabled() {
         if !matches!(
@@ -226,6 +201,24 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
 
 /// The delivery stages of mail received as MX: sender authentication (SPF, DKIM, ARC, DMARC)
 /// unless `[inbound_auth]` turns it off.
+/// Binds each configured `(address, security, name)` of one service and hands the listener to
+/// `serve`; the service's listeners share one server (one connection cap, one set of per-IP
+/// limits).
+async fn bind_listeners<S>(
+    listeners: [(Option<SocketAddr>, S, &str); 2],
+    mut serve: impl FnMut(TcpListener, S),
+) -> anyhow::Result<()> {
+    for (addr, security, name) in listeners {
+        let Some(addr) = addr else { continue };
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for {name} on {addr}"))?;
+        serve(listener, security);
+        println!("{name}: listening on {addr}");
+    }
+    Ok(())
+}
+
 fn mx_stages(config: &Config, dns: &Resolver) -> Vec<Arc<dyn postkeep_delivery::Stage>> {
     if !config.inbound_auth.enabled {
         return Vec::new();

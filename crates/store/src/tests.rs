@@ -5,7 +5,7 @@ use postkeep_crypto::MasterKey;
 use super::*;
 
 pub(crate) struct Fixture {
-    pub(crate) dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     master_hex: String,
 }
 
@@ -24,6 +24,17 @@ impl Fixture {
 
     pub(crate) async fn open(&self, scope: KeyScope) -> MailStore {
         MailStore::open_embedded(self.dir.path(), scope, self.loader())
+            .await
+            .unwrap()
+    }
+
+    /// A connection of its own to the database, for what the store's API cannot do (turning
+    /// the schema back, removing rows behind the store's back).
+    pub(crate) async fn connect(&self) -> sqlx::SqliteConnection {
+        use sqlx::ConnectOptions;
+        sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(self.dir.path().join("postkeep.db"))
+            .connect()
             .await
             .unwrap()
     }
@@ -554,7 +565,6 @@ async fn small_messages_live_in_the_database_and_large_ones_in_the_blob_store() 
 
 #[tokio::test]
 async fn schema_1_database_with_inline_blobs_in_messages_is_migrated_and_reads_back() {
-    use sqlx::ConnectOptions;
     let fx = Fixture::new();
     let (store, account) = store_with_account(&fx).await;
     let small = message("small", "", "tiny");
@@ -567,11 +577,7 @@ async fn schema_1_database_with_inline_blobs_in_messages_is_migrated_and_reads_b
     }
     drop(store);
     // Turn the database back into schema 1's layout: the small blob in messages.inline_blob.
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(fx.dir.path().join("postkeep.db"))
-        .connect()
-        .await
-        .unwrap();
+    let mut conn = fx.connect().await;
     sqlx::raw_sql(
         "ALTER TABLE messages ADD COLUMN inline_blob BLOB; \
          UPDATE messages SET inline_blob = \
@@ -599,7 +605,6 @@ async fn schema_1_database_with_inline_blobs_in_messages_is_migrated_and_reads_b
 
 #[tokio::test]
 async fn schema_2_database_is_migrated_with_usage_counted_and_old_envelopes_from_summaries() {
-    use sqlx::ConnectOptions;
     let fx = Fixture::new();
     let (store, account) = store_with_account(&fx).await;
     let raw = message("old", "", "stored under schema 2");
@@ -608,11 +613,7 @@ async fn schema_2_database_is_migrated_with_usage_counted_and_old_envelopes_from
         .await
         .unwrap();
     drop(store);
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(fx.dir.path().join("postkeep.db"))
-        .connect()
-        .await
-        .unwrap();
+    let mut conn = fx.connect().await;
     sqlx::raw_sql(
         "ALTER TABLE messages DROP COLUMN envelope; \
          DROP TABLE account_usage; \
@@ -663,7 +664,6 @@ async fn schema_2_database_is_migrated_with_usage_counted_and_old_envelopes_from
 
 #[tokio::test]
 async fn entry_records_with_inline_blobs_read_small_bodies_without_another_query() {
-    use sqlx::ConnectOptions;
     let fx = Fixture::new();
     let (store, account) = store_with_account(&fx).await;
     let small = message("small", "", "tiny");
@@ -695,11 +695,7 @@ async fn entry_records_with_inline_blobs_read_small_bodies_without_another_query
     assert_eq!(store.message_bytes(&loaded[1].record).await.unwrap(), large);
 
     // With its row gone, only the record that carries the sealed blob can still be read.
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(fx.dir.path().join("postkeep.db"))
-        .connect()
-        .await
-        .unwrap();
+    let mut conn = fx.connect().await;
     sqlx::query("DELETE FROM inline_blobs")
         .execute(&mut conn)
         .await
@@ -713,7 +709,6 @@ async fn entry_records_with_inline_blobs_read_small_bodies_without_another_query
 
 #[tokio::test]
 async fn attach_inline_blobs_fills_small_records_and_skips_large_or_missing_ones() {
-    use sqlx::ConnectOptions;
     let fx = Fixture::new();
     let (store, account) = store_with_account(&fx).await;
     let bodies = [
@@ -729,11 +724,7 @@ async fn attach_inline_blobs_fills_small_records_and_skips_large_or_missing_ones
     }
     let mut records = store.account_messages(account.id).await.unwrap();
     let gone = records[2].id.clone();
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(fx.dir.path().join("postkeep.db"))
-        .connect()
-        .await
-        .unwrap();
+    let mut conn = fx.connect().await;
     sqlx::query("DELETE FROM inline_blobs WHERE message_id = ?")
         .bind(&gone)
         .execute(&mut conn)

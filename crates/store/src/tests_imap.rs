@@ -722,12 +722,8 @@ async fn quota_counts_copies_twice_and_the_limit_is_settable() {
 
 /// Usage summed from the account's entries, as QUOTA computed it before `account_usage`.
 async fn usage_from_entries(fx: &Fixture, account: &Account) -> (u64, u64) {
-    use sqlx::{ConnectOptions, Row};
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(fx.dir.path().join("postkeep.db"))
-        .connect()
-        .await
-        .unwrap();
+    use sqlx::Row;
+    let mut conn = fx.connect().await;
     let row = sqlx::query(
         "SELECT COUNT(e.uid) AS messages, COALESCE(SUM(m.wire_size), 0) AS bytes \
          FROM mailboxes b JOIN mailbox_entries e ON e.mailbox_id = b.id \
