@@ -393,6 +393,14 @@ fn key_from(row: &SqliteRow) -> Result<WrappedKey, StoreError> {
 
 fn record_from(row: &SqliteRow) -> Result<MessageRecord, StoreError> {
     Ok(MessageRecord {
+        sealed_summary: row.try_get("summary")?,
+        ..record_metadata(row)?
+    })
+}
+
+/// A message row without its sealed columns (left empty).
+fn record_metadata(row: &SqliteRow) -> Result<MessageRecord, StoreError> {
+    Ok(MessageRecord {
         id: row.try_get("id")?,
         account_id: row.try_get("account_id")?,
         blob_id: row.try_get("blob_id")?,
@@ -402,17 +410,26 @@ fn record_from(row: &SqliteRow) -> Result<MessageRecord, StoreError> {
         size: to_u64(row.try_get("size")?, "size")?,
         wire_size: to_u64(row.try_get("wire_size")?, "wire_size")?,
         thread_id: row.try_get("thread_id")?,
-        sealed_summary: row.try_get("summary")?,
+        sealed_summary: Vec::new(),
         sealed_envelope: None,
         inline_blob: None,
     })
 }
 
 fn entry_from(row: &SqliteRow) -> Result<MessageEntry, StoreError> {
+    entry_of(row, row.try_get("mailbox_id")?, row.try_get("message_id")?)
+}
+
+/// An entry row whose mailbox and message the caller knows.
+fn entry_of(
+    row: &SqliteRow,
+    mailbox_id: MailboxId,
+    message_id: MessageId,
+) -> Result<MessageEntry, StoreError> {
     let keywords: String = row.try_get("keywords")?;
     Ok(MessageEntry {
-        message_id: row.try_get("message_id")?,
-        mailbox_id: row.try_get("mailbox_id")?,
+        message_id,
+        mailbox_id,
         uid: to_u32(row.try_get("uid")?, "uid")?,
         modseq: to_u64(row.try_get("modseq")?, "modseq")?,
         flags: to_u32(row.try_get("flags")?, "flags")?,
