@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import signal
 import sys
 import tempfile
@@ -792,13 +791,7 @@ def main() -> int:
         print("\ninterrupted: stopping the servers", file=sys.stderr)
         return 130
     finally:
-        for server in (pk, dc):
-            if server is not None:
-                server.stop()
-        if args.keep:
-            print(f"(kept {workdir})", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        ib.tear_down((pk, dc), workdir, args.keep)
     text = report(comparisons, meta, headers, args.examples)
     print("\n" + text)
     args.results_dir.mkdir(parents=True, exist_ok=True)

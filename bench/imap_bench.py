@@ -1126,6 +1126,17 @@ def interrupt(_signum, _frame) -> None:
     raise KeyboardInterrupt
 
 
+def tear_down(servers, workdir: Path, keep: bool) -> None:
+    """Stops the servers that were started; removes the working directory unless it is kept."""
+    for server in servers:
+        if server is not None:
+            server.stop()
+    if keep:
+        print(f"(kept {workdir})", file=sys.stderr)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main() -> int:
     args = parse_args()
     signal.signal(signal.SIGTERM, interrupt)
@@ -1185,13 +1196,7 @@ def main() -> int:
         print("\ninterrupted: stopping the servers", file=sys.stderr)
         return 130
     finally:
-        for server in (pk, dc):
-            if server is not None:
-                server.stop()
-        if args.keep:
-            print(f"(kept {workdir})", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        tear_down((pk, dc), workdir, args.keep)
     table = markdown(out, out["meta"])
     report = header_text(out["meta"]) + "\n" + table + "\n" + details_text(out)
     print("\n" + report)
