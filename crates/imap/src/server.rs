@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use postkeep_auth::login::Authenticator;
 use postkeep_net::ConnectionLimits;
+pub use postkeep_net::Security;
 use postkeep_store::MailStore;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -44,15 +45,6 @@ impl Default for ImapSettings {
             append_limit: 50 * 1024 * 1024,
         }
     }
-}
-
-/// How a listener starts its connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Security {
-    /// `imaps` (RFC 8314): TLS from the first byte.
-    ImplicitTls,
-    /// `imap`: plaintext until STARTTLS, which is required before any login.
-    StartTls,
 }
 
 /// IMAP over one store; serve it on any number of listeners.

@@ -19,6 +19,16 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn, Instrument};
 
+/// How a listener's connections start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// TLS from the first byte (RFC 8314: `submissions`, `imaps`, `pop3s`).
+    ImplicitTls,
+    /// Plaintext until the protocol's upgrade command (SMTP STARTTLS, RFC 3207; IMAP
+    /// STARTTLS, RFC 9051 §6.2.1; POP3 STLS, RFC 2595 §4).
+    StartTls,
+}
+
 /// Accepts connections until `shutdown` becomes true (or its sender is dropped), handing each
 /// to `admit`, which spawns its session into the set. Returns the sessions still running, for
 /// the caller to drain with its own grace period. The listener is closed on return.

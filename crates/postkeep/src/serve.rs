@@ -10,11 +10,12 @@ use postkeep_auth::login::Authenticator;
 use postkeep_auth::Throttle;
 use postkeep_config::Config;
 use postkeep_delivery::Deliverer;
-use postkeep_imap::{ImapServer, ImapSettings, Security};
+use postkeep_imap::{ImapServer, ImapSettings};
 use postkeep_net::dns::{DnsSettings, Resolver};
+use postkeep_net::Security;
 use postkeep_outbound::{Queue, QueueSettings};
-use postkeep_pop3::{Pop3Server, Pop3Settings, Security as Pop3Security};
-use postkeep_smtp::{Mode, Security as SmtpSecurity, SmtpServer, SmtpSettings};
+use postkeep_pop3::{Pop3Server, Pop3Settings};
+use postkeep_smtp::{Mode, SmtpServer, SmtpSettings};
 use postkeep_store::{BlobArea, MailStore};
 use postkeep_submission::{Submission, SubmissionSettings};
 use tokio::net::TcpListener;
@@ -83,10 +84,10 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
     let submission_listeners = [
         (
             listen.submission,
-            SmtpSecurity::StartTls,
+            Security::StartTls,
             "submission (STARTTLS)",
         ),
-        (listen.submissions, SmtpSecurity::ImplicitTls, "submissions"),
+        (listen.submissions, Security::ImplicitTls, "submissions"),
     ];
     if submission_listeners.iter().any(|(addr, ..)| addr.is_some()) {
         // RFC 8314 §4.1: TLS 1.3 only, as on imaps and pop3s; 587 requires STARTTLS anyway.
@@ -114,8 +115,8 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
         .await?;
     }
     let pop3_listeners = [
-        (listen.pop3s, Pop3Security::ImplicitTls, "pop3s"),
-        (listen.pop3, Pop3Security::StartTls, "pop3 (STLS)"),
+        (listen.pop3s, Security::ImplicitTls, "pop3s"),
+        (listen.pop3, Security::StartTls, "pop3 (STLS)"),
     ];
     if pop3_listeners.iter().any(|(addr, ..)| addr.is_some()) {
         let tls = load_tls13(&dir)?.context("pop3 and pop3s need a TLS certificate in [tls]")?;
@@ -204,9 +205,9 @@ pub async fn serve(data: &Path, dev: bool) -> anyhow::Result<()> {
 /// Binds each configured `(address, security, name)` of one service and hands the listener to
 /// `serve`; the service's listeners share one server (one connection cap, one set of per-IP
 /// limits).
-async fn bind_listeners<S>(
-    listeners: [(Option<SocketAddr>, S, &str); 2],
-    mut serve: impl FnMut(TcpListener, S),
+async fn bind_listeners(
+    listeners: [(Option<SocketAddr>, Security, &str); 2],
+    mut serve: impl FnMut(TcpListener, Security),
 ) -> anyhow::Result<()> {
     for (addr, security, name) in listeners {
         let Some(addr) = addr else { continue };

@@ -20,6 +20,7 @@ use tracing::info;
 
 use limits::MaildropLocks;
 use postkeep_net::ConnectionLimits;
+pub use postkeep_net::Security;
 
 /// Settings of the POP3 server.
 #[derive(Debug, Clone)]
@@ -43,15 +44,6 @@ impl Default for Pop3Settings {
             max_errors: 10,
         }
     }
-}
-
-/// How a listener starts its connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Security {
-    /// `pop3s` (RFC 8314): TLS from the first byte.
-    ImplicitTls,
-    /// `pop3`: plaintext until STLS (RFC 2595 §4), which is required before any login.
-    StartTls,
 }
 
 /// POP3 over one store; serve it on any number of listeners.

@@ -20,6 +20,7 @@ use tracing::{debug, info, Instrument};
 use crate::protocol::{reply, SessionConfig};
 use crate::{MailHandler, Mode};
 use postkeep_net::ConnectionLimits;
+pub use postkeep_net::Security;
 
 /// Settings of the inbound SMTP server.
 #[derive(Debug, Clone)]
@@ -44,15 +45,6 @@ pub struct SmtpSettings {
     pub max_errors: u32,
     /// MX or submission rules.
     pub mode: Mode,
-}
-
-/// How a listener's connections start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Security {
-    /// Plain text, STARTTLS offered when the server has a TLS configuration (RFC 3207).
-    StartTls,
-    /// TLS from the first byte (RFC 8314 §3.3, `submissions`).
-    ImplicitTls,
 }
 
 impl Default for SmtpSettings {
