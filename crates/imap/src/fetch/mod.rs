@@ -103,8 +103,7 @@ impl Opened {
 /// HEADER.FIELDS filtering keep at most 1 MiB of output per message and otherwise measure in a
 /// first pass and stream in a second.
 ///
-/// `opened` is what [`Opened::load`] returned for this request; if it is `None`, the summary
-/// is opened here when the request needs it.
+/// `opened` is what [`Opened::load`] returned for this request.
 ///
 /// [`FetchError::Store`] and [`FetchError::UnknownCte`] come before anything is written, so the
 /// command can end with a tagged NO. [`FetchError::Io`] may come after part of the response was
@@ -116,7 +115,7 @@ pub async fn write_fetch<W: tokio::io::AsyncWrite + Unpin + Send>(
     store: &MailStore,
     seq: u32,
     item: &EntryRecord,
-    opened: Option<&Opened>,
+    opened: &Opened,
     req: &FetchRequest,
     opts: &FetchOptions,
 ) -> Result<(), FetchError> {
@@ -127,11 +126,10 @@ pub async fn write_fetch<W: tokio::io::AsyncWrite + Unpin + Send>(
         ))
     })?;
     let (summary, rendered) = match opened {
-        Some(Opened::Summary(summary)) => (Cow::Borrowed(&**summary), None),
-        Some(Opened::Envelope(rendered)) => (Cow::Owned(MessageSummary::default()), Some(rendered)),
-        None if req.needs_summary() => (Cow::Owned(store.summary(&item.record).await?), None),
+        Opened::Summary(summary) => (Cow::Borrowed(&**summary), None),
+        Opened::Envelope(rendered) => (Cow::Owned(MessageSummary::default()), Some(rendered)),
         // Nothing requested reads it: the items that do are exactly `needs_summary`.
-        Some(Opened::Nothing) | None => (Cow::Owned(MessageSummary::default()), None),
+        Opened::Nothing => (Cow::Owned(MessageSummary::default()), None),
     };
     let mut planner = literal::Planner::new(store, &item.record, &summary);
     let mut items = Vec::new();

@@ -114,7 +114,7 @@ impl Session {
             // RFC 7162 §3.1: CHANGEDSINCE is a CONDSTORE-enabling command.
             self.enabled.condstore = true;
         }
-        let request = FetchRequest::new(items, ext);
+        let request = Arc::new(FetchRequest::new(items, ext));
         let request_with_flags = request.with_flags();
         let options = FetchOptions {
             uid,
@@ -133,7 +133,7 @@ impl Session {
         let load = FetchLoad {
             store: Arc::clone(self.store()),
             mailbox: self.selected_id(),
-            request: Arc::new(request.clone()),
+            request: Arc::clone(&request),
             changed_since,
         };
         let mut batches = fetch_batches(&uids);
@@ -192,17 +192,7 @@ impl Session {
         // Responses collect in `out` like any other and go out a chunk at a time; what is left
         // goes with the tagged reply.
         let mut sink = Sink::new(&mut self.io, &mut self.out);
-        match write_fetch(
-            &mut sink,
-            &store,
-            seq,
-            record,
-            Some(opened),
-            request,
-            options,
-        )
-        .await
-        {
+        match write_fetch(&mut sink, &store, seq, record, opened, request, options).await {
             Ok(()) => Ok(Ok(())),
             // Part of the response may be out: the connection cannot continue.
             Err(FetchError::Io(err)) => Err(err),

@@ -152,7 +152,7 @@ async fn binary_of_an_unknown_encoding_is_unknown_cte_before_any_output() {
         let mut out = Vec::new();
         let req = request(items, Vec::new());
         let summary = fx.summary(&item).await;
-        let result = fetch_into(&mut out, &fx.store, &item, Some(&summary), &req, &plain()).await;
+        let result = fetch_into(&mut out, &fx.store, &item, &summary, &req, &plain()).await;
         assert!(matches!(result, Err(FetchError::UnknownCte)), "{items}");
         assert!(out.is_empty(), "{items}: wrote {out:?}");
     }
@@ -339,7 +339,7 @@ async fn a_message_that_cannot_be_read_fails_before_any_output() {
     item.record.id = "gone".into();
     let mut out = Vec::new();
     let req = request("(UID FLAGS BODY.PEEK[1])", Vec::new());
-    let result = fetch_into(&mut out, &fx.store, &item, Some(&summary), &req, &plain()).await;
+    let result = fetch_into(&mut out, &fx.store, &item, &summary, &req, &plain()).await;
     assert!(matches!(result, Err(FetchError::Store(_))), "{result:?}");
     assert!(out.is_empty());
 }

@@ -4,6 +4,7 @@ use base64::Engine;
 
 use super::support::*;
 use crate::fetch::literal::{CHUNK, MEMORY_BUDGET};
+use crate::fetch::Opened;
 
 /// A 5 MB single-part message of text lines.
 fn five_megabytes() -> Vec<u8> {
@@ -22,7 +23,7 @@ async fn five_megabyte_body_is_written_in_bounded_pieces() {
     let item = fx.append(&raw, &[], &[]).await;
     let req = request("(UID BODY.PEEK[] RFC822.SIZE)", Vec::new());
     let mut out = CountingWriter::default();
-    fetch_into(&mut out, &fx.store, &item, None, &req, &plain())
+    fetch_into(&mut out, &fx.store, &item, &Opened::Nothing, &req, &plain())
         .await
         .unwrap();
     let head = format!("* 1 FETCH (UID 1 BODY[] {{{}}}\r\n", raw.len());
@@ -94,16 +95,9 @@ async fn binary_of_a_part_larger_than_the_memory_budget_is_decoded_in_a_second_p
     let mut counting = CountingWriter::default();
     let req = request("BINARY.PEEK[2]", Vec::new());
     let summary = fx.summary(&item).await;
-    fetch_into(
-        &mut counting,
-        &fx.store,
-        &item,
-        Some(&summary),
-        &req,
-        &plain(),
-    )
-    .await
-    .unwrap();
+    fetch_into(&mut counting, &fx.store, &item, &summary, &req, &plain())
+        .await
+        .unwrap();
     assert!(
         counting.largest <= CHUNK,
         "largest write {}",

@@ -113,7 +113,7 @@ impl Fixture {
         let req = request(items, ext);
         let opened = Opened::load(&self.store, item, &req).await?;
         let mut out = Vec::new();
-        fetch_into(&mut out, &self.store, item, Some(&opened), &req, &opts).await?;
+        fetch_into(&mut out, &self.store, item, &opened, &req, &opts).await?;
         Ok(out)
     }
 
@@ -130,7 +130,7 @@ pub(super) async fn fetch_into<W: AsyncWrite + Unpin + Send>(
     out: &mut W,
     store: &MailStore,
     item: &EntryRecord,
-    opened: Option<&Opened>,
+    opened: &Opened,
     req: &FetchRequest,
     opts: &FetchOptions,
 ) -> Result<(), FetchError> {
