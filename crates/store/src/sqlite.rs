@@ -150,14 +150,12 @@ END;
 -- it after them), while a mailbox deleted with its entries is already gone when its entries'
 -- cascaded deletes fire these.
 CREATE TRIGGER IF NOT EXISTS account_usage_entry_added AFTER INSERT ON mailbox_entries BEGIN
-    UPDATE account_usage SET messages = messages + 1,
-        bytes = bytes + (SELECT wire_size FROM messages WHERE id = NEW.message_id)
-    WHERE account_id = (SELECT account_id FROM messages WHERE id = NEW.message_id);
+    UPDATE account_usage SET messages = messages + 1, bytes = bytes + m.wire_size
+    FROM messages m WHERE m.id = NEW.message_id AND account_usage.account_id = m.account_id;
 END;
 CREATE TRIGGER IF NOT EXISTS account_usage_entry_removed AFTER DELETE ON mailbox_entries BEGIN
-    UPDATE account_usage SET messages = messages - 1,
-        bytes = bytes - (SELECT wire_size FROM messages WHERE id = OLD.message_id)
-    WHERE account_id = (SELECT account_id FROM messages WHERE id = OLD.message_id);
+    UPDATE account_usage SET messages = messages - 1, bytes = bytes - m.wire_size
+    FROM messages m WHERE m.id = OLD.message_id AND account_usage.account_id = m.account_id;
 END;
 -- DKIM keys (RFC 6376): private keys sealed (PKCS#8), public keys as published in DNS.
 CREATE TABLE IF NOT EXISTS dkim_keys (
