@@ -31,8 +31,9 @@
 //!   message. A DSN for one of our users is filed locally, one for a remote sender is queued.
 //! * **Routing.** Recipients of our own domains are filed through the `Deliverer` without a
 //!   network hop. Others are grouped by domain; the MX records are asked of the `[dns]`
-//!   resolver (`postkeep_net::dns`, shared with inbound authentication) and tried by preference; without MX the domain's own address records (RFC 5321
-//!   §5.1); a null MX (RFC 7505) fails at once.
+//!   resolver (`postkeep_net::dns`, shared with inbound authentication) and tried by
+//!   preference; without MX the domain's own address records (RFC 5321 §5.1); a null MX
+//!   (RFC 7505) fails at once.
 //! * **TLS.** Opportunistic STARTTLS: used whenever offered, certificate not verified (no
 //!   MTA-STS or DANE yet, see `client`), plaintext when the server offers none or the
 //!   handshake fails.
